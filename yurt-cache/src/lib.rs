@@ -1,0 +1,27 @@
+//! The YurtHub engine of yurt-rs. Today: its crash-safe object cache, [`store`], which keeps
+//! what the kube-apiserver said (per client component) in one redb file so an edge node keeps
+//! working while the cloud is unreachable. The proxy layers that fill and serve it come next.
+//!
+//! ```
+//! use yurt_cache::store::{Gvr, Object, ObjectKey, PutOutcome, RedbStore, Store, StoreConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = RedbStore::open_async(StoreConfig::new(dir.path().join("cache.redb"))).await?;
+//!
+//! let pods = Gvr::new("", "v1", "pods");
+//! let pod = Object::from_json(
+//!     r#"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"web","namespace":"default","resourceVersion":"42"}}"#,
+//! )?;
+//! // Durable when it returns: the commit's fsync is done.
+//! assert_eq!(store.put("kubelet", &pods, pod).await?, PutOutcome::Created);
+//!
+//! let got = store.get(&ObjectKey::new("kubelet", &pods, "default", "web")).await?.unwrap();
+//! assert_eq!(got.resource_version, "42");
+//! store.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod store;

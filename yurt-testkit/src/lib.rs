@@ -1,0 +1,131 @@
+//! A faithful in-process test kube-apiserver ([`TestApiServer`]) and a fault-injecting network
+//! link ([`chaos::ChaosLink`]), so the hub, the tunnel and the controllers are tested with real
+//! clients (kube-rs, kubectl, the Python client) against real HTTP, without a cluster.
+//!
+//! ```
+//! use k8s_openapi::api::core::v1::ConfigMap;
+//! use kube::api::{Api, PostParams};
+//! use yurt_testkit::TestApiServer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = TestApiServer::start().await?;
+//! let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+//! let mut cm = ConfigMap::default();
+//! cm.metadata.name = Some("settings".into());
+//! let created = cms.create(&PostParams::default(), &cm).await?;
+//! assert!(created.metadata.uid.is_some());
+//! assert_eq!(server.traffic().count_verb("create"), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! # What it serves
+//!
+//! - **Transport**: HTTP/1.1 and h2 on one loopback port; optionally TLS with a certificate from
+//!   a generated CA ([`pki::TestCa`]), client-certificate authentication (CN = user, O = groups)
+//!   and bearer tokens; with [`TestApiServerBuilder::require_auth`] anonymous requests get 401.
+//!   [`TestApiServer::kubeconfig`] and [`TestApiServer::client`] give working credentials.
+//! - **Resources**: every resource a v1.36 kube-apiserver lists in its core, apps, batch,
+//!   events, coordination, discovery, certificates, policy, rbac, admissionregistration,
+//!   apiextensions, authentication and authorization discovery documents, stored as generic JSON
+//!   with kind-specific behaviour where clients depend on it (pods, namespaces, services, CSRs,
+//!   events, leases, ...). Creating a CustomResourceDefinition serves its resource;
+//!   [`TestApiServer::register`] adds any other.
+//! - **Semantics**: etcd-style global resourceVersions, get/list/watch/create/update/patch/
+//!   delete/deletecollection, label and field selectors, limit/continue over consistent
+//!   snapshots, exact-revision reads, bounded watch history with 410 Expired, bookmarks,
+//!   `sendInitialEvents`, selector transitions in watches, status/scale/approval/binding/
+//!   eviction/token subresources, finalizers and graceful pod deletion, namespace and CRD
+//!   cleanup, CSR signing, discovery (legacy and aggregated) and `/version`, health checks.
+//! - **Faults**: [`go_down`](TestApiServer::go_down)/[`come_up`](TestApiServer::come_up),
+//!   [`restart`](TestApiServer::restart), [`blackhole`](TestApiServer::blackhole),
+//!   [`delay`](TestApiServer::delay), [`fail_next`](TestApiServer::fail_next),
+//!   [`cut_watches`](TestApiServer::cut_watches), [`compact`](TestApiServer::compact).
+//! - **Traffic**: [`TestApiServer::traffic`] records every request (method, path, verb, status,
+//!   body bytes both ways); [`TestApiServer::open_watches`] counts open watch streams.
+//!
+//! The sandbox example (`cargo run -p yurt-testkit --example sandbox -- --port 6443`) runs one
+//! until Ctrl-C and writes a kubeconfig for it.
+//!
+//! # Known differences from a real kube-apiserver
+//!
+//! Encoding and tooling:
+//! - Request bodies must be JSON (or YAML); protobuf bodies get 415, and a client accepting
+//!   only protobuf or CBOR answers gets 406. kubectl's `create <kind>`
+//!   and `auth` subcommands, and client-go components such as the kubelet, send protobuf
+//!   (client-go switches to JSON after the first 415). Responses are always JSON.
+//! - No Table responses: kubectl prints only NAME and AGE (and "No resources found in
+//!   <ns> namespace." for an empty cluster-scoped list).
+//! - No OpenAPI documents (`/openapi/v2`, `/openapi/v3` are 404): `kubectl apply` and
+//!   `kubectl create -f` need `--validate=false`, `kubectl explain` does not work, and
+//!   `fieldValidation` is ignored.
+//! - Discovery advertises only the groups whose documents were recorded (see above);
+//!   autoscaling, networking.k8s.io, storage.k8s.io, node.k8s.io, scheduling.k8s.io,
+//!   resource.k8s.io, flowcontrol and apiregistration are absent.
+//!
+//! Objects:
+//! - No schema validation, defaulting or unknown-field dropping for built-in kinds: objects keep
+//!   what clients sent (keys come back sorted). Exceptions that clients rely on: name
+//!   validation, Pod `status.phase`/`qosClass`, Namespace phase, finalizer and name label,
+//!   Service ClusterIP (sequential from 10.96.0.2, without conflict checks), node ports and
+//!   defaults, CSR requester fields.
+//! - Custom resources: unknown fields are pruned by the structural schema, but there is no
+//!   OpenAPI validation, defaulting, CEL rules or conversion (versions differ in `apiVersion`
+//!   only); a CRD's resource is served as soon as it is created.
+//! - No `managedFields`; server-side apply is a merge without field ownership or conflicts.
+//! - `metadata.generation` is tracked for pods, workloads (apps, batch), PodDisruptionBudgets,
+//!   CRDs and custom resources only.
+//! - No admission besides NamespaceLifecycle; no authorization (every authenticated user may
+//!   do everything; access reviews always answer "allowed"); no impersonation, audit, priority
+//!   and fairness, or object size limit (request bodies are capped at 3 MiB).
+//! - Service-account tokens are opaque strings shaped like JWTs, accepted only by this server,
+//!   never expiring; bound object references are ignored.
+//!
+//! Controllers (a real cluster runs them in kube-controller-manager):
+//! - Present: namespace deletion, CRD establishment and cleanup, CSR signing (for the
+//!   `kubernetes.io/*` signers, without per-signer usage or subject checks).
+//! - Absent: the garbage collector (ownerReferences are not followed; `propagationPolicy` is
+//!   ignored, Foreground and Orphan act like Background), workload controllers, the scheduler,
+//!   service-account and root-CA publishers (no `default` ServiceAccount, no
+//!   `kube-root-ca.crt`), endpoint controllers. Eviction ignores PodDisruptionBudgets.
+//! - There is no kubelet: a pod bound to a node is deleted gracefully and stays until deleted
+//!   with `gracePeriodSeconds=0`; `log`, `exec`, `attach`, `portforward` and `proxy` answer 500
+//!   (and there are no protocol upgrades at all).
+//!
+//! Watches and storage:
+//! - Watch history is kept per resource by count ([`TestApiServerBuilder::history_limit`],
+//!   default 10,000 changes) rather than etcd's 5-minute compaction plus the watch cache's
+//!   window; [`TestApiServer::compact`] drops it on demand.
+//! - Bookmarks come every second by default (kube-apiserver: about once a minute); a watcher
+//!   whose buffer fills (1,000 events) is terminated at once rather than after a time budget.
+//! - Data lives in memory; [`TestApiServer::restart`] keeps data and history.
+
+#![forbid(unsafe_code)]
+
+pub mod chaos;
+pub mod kubeconfig;
+pub mod pki;
+
+mod body;
+mod controllers;
+mod convert;
+mod csr;
+mod discovery;
+mod faults;
+mod handlers;
+mod meta;
+mod prune;
+mod registry;
+mod server;
+mod storage;
+mod traffic;
+mod watch;
+
+pub use registry::{ResourceDef, Subresource};
+pub use server::{Error, Identity, TestApiServer, TestApiServerBuilder};
+pub use traffic::{RequestRecord, TrafficLog};
+
+/// The README's example, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

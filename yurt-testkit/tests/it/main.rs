@@ -1,0 +1,18 @@
+//! Integration tests of yurt-testkit: one binary, one module per concern.
+mod chaos;
+mod kubeconfig;
+mod pki;
+
+mod auth;
+mod crd;
+mod crud;
+mod discovery;
+mod faults;
+mod kube_rs;
+mod kubectl;
+mod patch;
+mod python;
+mod sandbox;
+mod subresources;
+mod support;
+mod watch;
