@@ -35,8 +35,16 @@ fn main() -> std::process::ExitCode {
     let component = Component::from_user_agent(Some(&args.user_agent));
     let out = match RequestInfo::parse(&args.method, path, query).map_err(Status::from) {
         Ok(info) => {
-            let labels = info.options.label_selector.as_deref().map(LabelSelector::parse);
-            let fields = info.options.field_selector.as_deref().map(FieldSelector::parse);
+            let labels = info
+                .options
+                .label_selector
+                .as_deref()
+                .map(LabelSelector::parse);
+            let fields = info
+                .options
+                .field_selector
+                .as_deref()
+                .map(FieldSelector::parse);
             let shown = |r: Option<Result<String, _>>| match r {
                 None => serde_json::Value::Null,
                 Some(Ok(s)) => s.into(),

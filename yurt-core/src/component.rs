@@ -75,12 +75,21 @@ mod tests {
     #[test]
     fn real_user_agents() {
         let cases = [
-            ("kubelet/v1.36.0 (linux/amd64) kubernetes/0a1b2c3", "kubelet"),
-            ("kube-proxy/v1.36.0 (linux/arm64) kubernetes/0a1b2c3", "kube-proxy"),
+            (
+                "kubelet/v1.36.0 (linux/amd64) kubernetes/0a1b2c3",
+                "kubelet",
+            ),
+            (
+                "kube-proxy/v1.36.0 (linux/arm64) kubernetes/0a1b2c3",
+                "kube-proxy",
+            ),
             ("coredns/v0.0.0 (linux/amd64) kubernetes/$Format", "coredns"),
             ("flanneld/v0.26.0", "flanneld"),
             ("Go-http-client/2.0", "go-http-client"),
-            ("kubectl/v1.36.0 (linux/amd64) kubernetes/0a1b2c3", "kubectl"),
+            (
+                "kubectl/v1.36.0 (linux/amd64) kubernetes/0a1b2c3",
+                "kubectl",
+            ),
             ("OpenAPI-Generator/35.0.0/python", "openapi-generator"),
             ("yurthub/v1.6.0-abcdef", "yurthub"),
             ("multiplexer-proxy-node-1", "multiplexer-proxy-node-1"),

@@ -192,7 +192,11 @@ pub struct StatusDetails {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub causes: Vec<StatusCause>,
     /// Seconds the client should wait before retrying (429, 503, 504).
-    #[serde(default, rename = "retryAfterSeconds", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "retryAfterSeconds",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retry_after_seconds: Option<u32>,
 }
 
@@ -373,7 +377,9 @@ impl Status {
     pub fn unsupported_media_type(content_type: &str) -> Self {
         Self::failure(
             StatusReason::UnsupportedMediaType,
-            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
+            ),
         )
     }
 
@@ -496,17 +502,49 @@ mod tests {
         let reasons = [
             (Status::bad_request("x"), 400, "BadRequest"),
             (Status::unauthorized("x"), 401, "Unauthorized"),
-            (Status::forbidden("", "pods", "p", "offline"), 403, "Forbidden"),
-            (Status::method_not_supported("", "pods", "watch"), 405, "MethodNotAllowed"),
-            (Status::already_exists("", "pods", "p"), 409, "AlreadyExists"),
+            (
+                Status::forbidden("", "pods", "p", "offline"),
+                403,
+                "Forbidden",
+            ),
+            (
+                Status::method_not_supported("", "pods", "watch"),
+                405,
+                "MethodNotAllowed",
+            ),
+            (
+                Status::already_exists("", "pods", "p"),
+                409,
+                "AlreadyExists",
+            ),
             (Status::conflict("", "pods", "p", "stale"), 409, "Conflict"),
-            (Status::expired("too old resource version: 1 (5)"), 410, "Expired"),
+            (
+                Status::expired("too old resource version: 1 (5)"),
+                410,
+                "Expired",
+            ),
             (Status::gone("x"), 410, "Gone"),
-            (Status::unsupported_media_type("text/plain"), 415, "UnsupportedMediaType"),
-            (Status::invalid("", "Pod", "p", "spec: Required value"), 422, "Invalid"),
-            (Status::too_many_requests("slow down", 1), 429, "TooManyRequests"),
+            (
+                Status::unsupported_media_type("text/plain"),
+                415,
+                "UnsupportedMediaType",
+            ),
+            (
+                Status::invalid("", "Pod", "p", "spec: Required value"),
+                422,
+                "Invalid",
+            ),
+            (
+                Status::too_many_requests("slow down", 1),
+                429,
+                "TooManyRequests",
+            ),
             (Status::internal("boom"), 500, "InternalError"),
-            (Status::service_unavailable("no healthy upstream"), 503, "ServiceUnavailable"),
+            (
+                Status::service_unavailable("no healthy upstream"),
+                503,
+                "ServiceUnavailable",
+            ),
             (Status::timeout("x"), 504, "Timeout"),
         ];
         for (st, code, reason) in reasons {
@@ -553,7 +591,10 @@ mod tests {
     fn parse_errors_become_bad_request() {
         let err = crate::RequestInfo::parse("GET", "/api/v1/pods", Some("limit=ten")).unwrap_err();
         let st = Status::from(err);
-        assert_eq!((st.code, st.reason.clone()), (400, Some(StatusReason::BadRequest)));
+        assert_eq!(
+            (st.code, st.reason.clone()),
+            (400, Some(StatusReason::BadRequest))
+        );
         assert!(st.message.contains("limit"), "{}", st.message);
         let st = Status::from(crate::LabelSelector::parse("a in (b").unwrap_err());
         assert_eq!(st.code, 400);
@@ -562,7 +603,8 @@ mod tests {
 
     #[test]
     fn retry_after_and_causes_serialize_in_camel_case() {
-        let st = Status::too_many_requests("slow", 3).with_cause("FieldValueInvalid", "spec", "bad");
+        let st =
+            Status::too_many_requests("slow", 3).with_cause("FieldValueInvalid", "spec", "bad");
         let v: serde_json::Value = serde_json::from_slice(&st.to_json()).unwrap();
         assert_eq!(v["details"]["retryAfterSeconds"], 3);
         assert_eq!(v["details"]["causes"][0]["field"], "spec");

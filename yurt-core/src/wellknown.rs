@@ -238,7 +238,10 @@ mod tests {
             assert!(prefix.len() <= 253 && prefix.contains('.'), "{key}");
             assert!(!name.is_empty() && name.len() <= 63, "{key}");
             let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-            assert!(alnum(name.chars().next()) && alnum(name.chars().last()), "{key}");
+            assert!(
+                alnum(name.chars().next()) && alnum(name.chars().last()),
+                "{key}"
+            );
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Integration tests of yurt-core: one binary, one module per concern.
 mod crd;
-mod selector;
-mod request_info;
 mod patch;
+mod request_info;
+mod selector;

@@ -20,7 +20,9 @@ fn sandbox_binary() -> Option<PathBuf> {
 #[tokio::test]
 async fn sandbox_serves_until_stopped() {
     let Some(bin) = sandbox_binary() else {
-        crate::support::skip_without("the sandbox example is not built (run `cargo test -p yurt-testkit`)");
+        crate::support::skip_without(
+            "the sandbox example is not built (run `cargo test -p yurt-testkit`)",
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
