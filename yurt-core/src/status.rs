@@ -373,12 +373,14 @@ impl Status {
         Self::failure(StatusReason::Gone, message)
     }
 
-    /// 415 UnsupportedMediaType, e.g. for an unknown patch content type.
-    pub fn unsupported_media_type(content_type: &str) -> Self {
+    /// 415 UnsupportedMediaType for a body in a media type the endpoint does not take, worded
+    /// as kube-apiserver words it, listing the `accepted` media types.
+    pub fn unsupported_media_type(accepted: &[&str]) -> Self {
         Self::failure(
             StatusReason::UnsupportedMediaType,
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                accepted.join(", ")
             ),
         )
     }
@@ -525,7 +527,7 @@ mod tests {
             ),
             (Status::gone("x"), 410, "Gone"),
             (
-                Status::unsupported_media_type("text/plain"),
+                Status::unsupported_media_type(&["application/json"]),
                 415,
                 "UnsupportedMediaType",
             ),

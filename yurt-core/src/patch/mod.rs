@@ -212,41 +212,34 @@ impl PatchError {
         }
     }
 
-    /// The `Status` kube-apiserver answers a PATCH of `<resource>/<name>` (of `kind` in `group`)
-    /// with when the patch fails this way.
+    /// The `Status` kube-apiserver answers a PATCH with when the patch fails this way.
     ///
     /// The apiserver's bodies for patch failures name no object: 400s carry the decoding error,
     /// 422s the fixed text `the server rejected our request due to an error in our request`
     /// (the detailed reason is only in this error's `Display`), 415 lists the accepted media types,
     /// and unclassified strategic merge failures are 500 with no reason and the merge error as
-    /// message. The object identity is taken so every failure of a request is answered through
-    /// one call; no current mapping puts it in the body, matching the apiserver.
+    /// message.
     ///
     /// ```
     /// use yurt_core::patch::{json_patch, PatchError};
     /// use yurt_core::status::StatusReason;
     ///
     /// let err = json_patch(&serde_json::json!({}), b"[{\"op\": \"remove\", \"path\": \"/x\"}]").unwrap_err();
-    /// let st = err.status("", "configmaps", "ConfigMap", "cm");
+    /// let st = err.status();
     /// assert_eq!((st.code, st.reason), (422, Some(StatusReason::Invalid)));
     /// ```
-    pub fn status(&self, group: &str, resource: &str, kind: &str, name: &str) -> Status {
-        let _unused_by_the_apiserver = (group, resource, kind, name);
+    pub fn status(&self) -> Status {
         match self {
             Self::Malformed { message } => Status::bad_request(message.clone()),
             Self::TestFailed { .. } | Self::Invalid { .. } => Status::failure(
                 StatusReason::Invalid,
                 "the server rejected our request due to an error in our request",
             ),
-            Self::UnsupportedForKind { .. } => Status::failure(
-                StatusReason::UnsupportedMediaType,
-                format!(
-                    "the body of the request was in an unknown format - accepted media types include: {}, {}, {}",
-                    PatchType::Json.content_type(),
-                    PatchType::Merge.content_type(),
-                    PatchType::Apply.content_type()
-                ),
-            ),
+            Self::UnsupportedForKind { .. } => Status::unsupported_media_type(&[
+                PatchType::Json.content_type(),
+                PatchType::Merge.content_type(),
+                PatchType::Apply.content_type(),
+            ]),
             Self::Rejected { message } => {
                 let mut st = Status::failure(StatusReason::InternalError, message.clone());
                 st.reason = None;
@@ -257,6 +250,12 @@ impl PatchError {
                 format!("Request entity too large: {message}"),
             ),
         }
+    }
+}
+
+impl From<PatchError> for Status {
+    fn from(e: PatchError) -> Self {
+        e.status()
     }
 }
 

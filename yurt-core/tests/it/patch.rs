@@ -475,7 +475,7 @@ fn smp_retain_keys_must_list_every_patched_key() {
             message: "invalid patch format of retainKeys".into()
         }
     );
-    let st = err.status("apps", "deployments", "Deployment", "web");
+    let st = err.status();
     assert_eq!((st.code, st.reason), (400, Some(StatusReason::BadRequest)));
     let patch = json!({"spec": {"strategy": {"$retainKeys": "type"}}});
     assert!(matches!(
@@ -503,7 +503,7 @@ fn smp_errors_are_classified_like_the_apiserver() {
     let pod = pod_with_containers(containers(&["a"]));
     // Unknown $patch value: 500 with an empty reason, the merge error as message.
     let err = smp(POD, &pod, &json!({"spec": {"$patch": "foo"}})).unwrap_err();
-    let st = err.status("", "pods", "Pod", "p");
+    let st = err.status();
     assert_eq!((st.code, st.reason.clone()), (500, None));
     assert!(
         st.message
@@ -538,7 +538,7 @@ fn smp_errors_are_classified_like_the_apiserver() {
     )
     .unwrap_err();
     assert!(matches!(err, PatchError::Invalid { .. }), "{err:?}");
-    assert_eq!(err.status("", "pods", "Pod", "p").code, 422);
+    assert_eq!(err.status().code, 422);
     // Mixed element types.
     let err = smp(
         POD,
@@ -580,7 +580,7 @@ fn smp_is_refused_for_custom_resources() {
     let obj = json!({"spec": {"nodes": ["a"]}});
     let err = apply_patch(PatchType::Strategic, &obj, b"{}", NODEPOOL).unwrap_err();
     assert!(matches!(err, PatchError::UnsupportedForKind { .. }));
-    let st = err.status("apps.openyurt.io", "nodepools", "NodePool", "hangzhou");
+    let st = err.status();
     assert_eq!(
         (st.code, st.reason.clone()),
         (415, Some(StatusReason::UnsupportedMediaType))
@@ -683,7 +683,7 @@ fn merge_patch_empty_object_is_identity_and_bodies_are_validated() {
         err.to_string(),
         "error decoding patch: json: cannot unmarshal array into Go value of type map[string]interface {}"
     );
-    assert_eq!(err.status("", "pods", "Pod", "p").code, 400);
+    assert_eq!(err.status().code, 400);
     let err = apply_patch(PatchType::Merge, &pod, b"null", POD).unwrap_err();
     assert_eq!(
         err,
@@ -754,7 +754,7 @@ fn json_patch_failed_test_is_test_failed_422() {
             message: "testing value /spec/replicas failed: test failed".into()
         }
     );
-    let st = err.status("apps", "deployments", "Deployment", "web");
+    let st = err.status();
     assert_eq!(
         (st.code, st.reason.clone()),
         (422, Some(StatusReason::Invalid))
@@ -803,7 +803,7 @@ fn json_patch_missing_paths_are_invalid() {
     ] {
         let err = jp(&doc, ops.clone()).unwrap_err();
         assert!(matches!(err, PatchError::Invalid { .. }), "{ops}: {err:?}");
-        assert_eq!(err.status("", "pods", "Pod", "p").code, 422, "{ops}");
+        assert_eq!(err.status().code, 422, "{ops}");
     }
 }
 
@@ -867,7 +867,7 @@ fn json_patch_body_validation() {
             message: "invalid JSON patch".into()
         }
     );
-    let st = err.status("", "pods", "Pod", "p");
+    let st = err.status();
     assert_eq!(
         (st.code, st.reason.clone()),
         (400, Some(StatusReason::BadRequest))
@@ -891,7 +891,7 @@ fn json_patch_operation_and_copy_limits() {
         .map(|_| json!({"op": "test", "path": "/a", "value": 1}))
         .collect();
     let err = json_patch(&doc, Value::Array(ops).to_string().as_bytes()).unwrap_err();
-    let st = err.status("", "pods", "Pod", "p");
+    let st = err.status();
     assert_eq!(
         (st.code, st.reason.clone()),
         (413, Some(StatusReason::RequestEntityTooLarge))

@@ -407,10 +407,11 @@ async fn scale(ctx: &Ctx<'_>, verb: &Verb) -> Reply {
         |_, old| {
             let current = scale_of(ctx, &old.value, &paths);
             let new_scale = if is_patch {
-                let pt = PatchType::from_content_type(&ct)
-                    .ok_or_else(|| Status::unsupported_media_type(&ct))?;
+                let pt = PatchType::from_content_type(&ct).ok_or_else(|| {
+                    Status::unsupported_media_type(&PatchType::ALL.map(|p| p.content_type()))
+                })?;
                 apply_patch(pt, &current, &body, ("autoscaling", "v1", "Scale"))
-                    .map_err(|e| e.status("autoscaling", "scale", "Scale", &ctx.info.name))?
+                    .map_err(|e| e.status())?
             } else {
                 super::decode_object(&ctx.parts.headers, &body)?
             };

@@ -723,7 +723,9 @@ pub(crate) async fn patch(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let Some(patch_type) = PatchType::from_content_type(ct) else {
-        return Err(Status::unsupported_media_type(ct).into());
+        return Err(
+            Status::unsupported_media_type(&PatchType::ALL.map(|p| p.content_type())).into(),
+        );
     };
     let name = ctx.info.name.clone();
     let key = object_key(&ctx.namespace, &name);
@@ -749,8 +751,7 @@ pub(crate) async fn patch(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
                 ctx.def.version.as_str(),
                 ctx.def.kind.as_str(),
             );
-            let obj = apply_patch(patch_type, &Value::Null, &body, gvk)
-                .map_err(|e| e.status(&ctx.def.group, &ctx.def.plural, &ctx.def.kind, &name))?;
+            let obj = apply_patch(patch_type, &Value::Null, &body, gvk).map_err(|e| e.status())?;
             let mut obj = obj;
             if meta_str(&obj, "name").is_empty() {
                 metadata_mut(&mut obj).insert("name".into(), json!(name));
@@ -772,8 +773,8 @@ pub(crate) async fn patch(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
         |_, old| {
             let current = to_served(&def, &old.value);
             let gvk = (def.group.as_str(), def.version.as_str(), def.kind.as_str());
-            let mut patched = apply_patch(patch_type, &current, &body, gvk)
-                .map_err(|e| e.status(&def.group, &def.plural, &def.kind, &name))?;
+            let mut patched =
+                apply_patch(patch_type, &current, &body, gvk).map_err(|e| e.status())?;
             if !patched.is_object() {
                 return Err(Status::bad_request("the patched object is not a JSON object").into());
             }
