@@ -14,27 +14,15 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_stream_of_100_mb_arrives_intact() {
-    let _gate = shared().await;
-    let pki = Pki::new();
-    let (kubelet, _k) =
-        stub_kubelet(Some(pki.serving(&["127.0.0.1", "localhost", NODE], false))).await;
-    let cloud = Cloud::start(&pki, server_config()).await;
-    let (_agent, _a) = start_agent(
-        &pki,
-        "system:node:edge-1",
-        agent_config(vec![cloud.agent_addr.to_string()], &[kubelet.port()]),
-    );
-    cloud.wait_node(NODE).await;
+    let rig = Rig::with_kubelet().await;
 
     let len: u64 = 100 * 1024 * 1024;
-    let stream = uds_connect(&cloud.uds, &format!("{NODE}:{}", kubelet.port()))
-        .await
-        .unwrap();
-    let mut send = kubelet_client(&pki, stream).await;
+    let stream = uds_connect(&rig.cloud.uds, &rig.authority()).await.unwrap();
+    let mut send = kubelet_client(&rig.pki, stream).await;
     let req = Request::get(format!(
         "/containerLogs/default/web/app?follow=true&limitBytes={len}"
     ))
-    .header("host", format!("{NODE}:{}", kubelet.port()))
+    .header("host", rig.authority())
     .body(Empty::<Bytes>::new())
     .unwrap();
     let start = Instant::now();
@@ -61,23 +49,13 @@ async fn log_stream_of_100_mb_arrives_intact() {
         "100 MiB log stream through TLS+tunnel+TLS in {took:?} ({:.0} MiB/s, debug build)",
         100.0 / took.as_secs_f64()
     );
-    let metrics = cloud.server.metrics().encode();
+    let metrics = rig.cloud.server.metrics().encode();
     assert!(metrics.contains("yurt_tunnel_sessions 1"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_and_port_forward_echo_both_ways_over_upgrades() {
-    let _gate = shared().await;
-    let pki = Pki::new();
-    let (kubelet, _k) =
-        stub_kubelet(Some(pki.serving(&["127.0.0.1", "localhost", NODE], false))).await;
-    let cloud = Cloud::start(&pki, server_config()).await;
-    let (_agent, _a) = start_agent(
-        &pki,
-        "system:node:edge-1",
-        agent_config(vec![cloud.agent_addr.to_string()], &[kubelet.port()]),
-    );
-    cloud.wait_node(NODE).await;
+    let rig = Rig::with_kubelet().await;
 
     for (path, proto) in [
         (
@@ -87,12 +65,12 @@ async fn exec_and_port_forward_echo_both_ways_over_upgrades() {
         ("/portForward/default/web", "SPDY/3.1"),
     ] {
         // The apiserver addresses the node by IP here (InternalIP preferred).
-        let stream = uds_connect(&cloud.uds, &format!("127.0.0.1:{}", kubelet.port()))
+        let stream = uds_connect(&rig.cloud.uds, &rig.target().to_string())
             .await
             .unwrap();
-        let mut send = kubelet_client(&pki, stream).await;
+        let mut send = kubelet_client(&rig.pki, stream).await;
         let req = Request::get(path)
-            .header("host", format!("{NODE}:{}", kubelet.port()))
+            .header("host", rig.authority())
             .header("connection", "Upgrade")
             .header("upgrade", proto)
             .body(Empty::<Bytes>::new())
@@ -126,16 +104,8 @@ async fn exec_and_port_forward_echo_both_ways_over_upgrades() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_streams() {
-    let _gate = shared().await;
-    let pki = Pki::new();
-    let (echo, _e) = echo_server().await;
-    let cloud = Cloud::start(&pki, server_config()).await;
-    let (agent, _a) = start_agent(
-        &pki,
-        "system:node:edge-1",
-        agent_config(vec![cloud.agent_addr.to_string()], &[echo.port()]),
-    );
-    cloud.wait_node(NODE).await;
+    let rig = Rig::with_echo().await;
+    let (cloud, agent) = (&rig.cloud, &rig.agent);
 
     let n = 1000;
     let start = Instant::now();
@@ -147,7 +117,7 @@ async fn a_thousand_concurrent_streams() {
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
     for _ in 0..n {
         let uds = cloud.uds.clone();
-        let authority = format!("{NODE}:{}", echo.port());
+        let authority = rig.authority();
         let permits = permits.clone();
         opens.spawn(async move {
             let _p = permits.acquire().await.unwrap();
@@ -191,21 +161,9 @@ async fn a_thousand_concurrent_streams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_and_http_front_doors_route_by_host_and_node_name() {
-    let _gate = shared().await;
-    let pki = Pki::new();
-    let (kubelet, _k) =
-        stub_kubelet(Some(pki.serving(&["127.0.0.1", "localhost", NODE], false))).await;
-    let (plain, _p) = stub_kubelet(None).await;
-    let cloud = Cloud::start(&pki, server_config()).await;
-    let (_agent, _a) = start_agent(
-        &pki,
-        "system:node:edge-1",
-        agent_config(
-            vec![cloud.agent_addr.to_string()],
-            &[kubelet.port(), plain.port()],
-        ),
-    );
-    cloud.wait_node(NODE).await;
+    let rig = Rig::builder().kubelet().plain_kubelet().start().await;
+    let (pki, cloud) = (&rig.pki, &rig.cloud);
+    let (kubelet, plain) = (rig.targets[0], rig.targets[1]);
 
     // 10263: HTTPS, apiserver client certificate required.
     let secure = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -5,41 +5,30 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use yurt_testkit::chaos::ChaosLink;
-use yurt_tunnel::ServerConfig;
 
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_dials_are_bounded_and_time_out() {
-    let _gate = shared().await;
-    let pki = Pki::new();
-    let (echo, _e) = echo_server().await;
-    let mut config = ServerConfig {
-        max_pending_dials: 2,
-        dial_timeout: Duration::from_millis(1500),
-        ..server_config()
-    };
-    // Slow pings: only the dial deadline may end these dials.
-    config.session.keepalive_interval = Duration::from_secs(60);
-    let cloud = Cloud::start(&pki, config).await;
-    let link = ChaosLink::start(cloud.agent_addr).await.unwrap();
-    let mut agent_cfg = agent_config(vec![link.local_addr().to_string()], &[echo.port()]);
-    // Keep the session alive through the stall so only the dial deadline acts.
-    agent_cfg.session.keepalive_interval = Duration::from_secs(30);
-    let transport = std::sync::Arc::new(yurt_tunnel::TlsTransport::new(
-        pki.client("system:node:edge-1"),
-    ));
-    let agent = yurt_tunnel::Agent::new(agent_cfg, transport).unwrap();
-    let a = agent.clone();
-    let _bg = Bg::spawn(async move { a.run().await });
-    cloud.wait_node(NODE).await;
+    let mut rig = Rig::builder()
+        .echo()
+        .server(|c| {
+            c.max_pending_dials = 2;
+            c.dial_timeout = Duration::from_millis(1500);
+            // Slow pings: only the dial deadline may end these dials.
+            c.session.keepalive_interval = Duration::from_secs(60);
+        })
+        .through_link()
+        // Keep the session alive through the stall so only the dial deadline acts.
+        .agent(|c| c.session.keepalive_interval = Duration::from_secs(30))
+        .start()
+        .await;
 
     // Slow the link: each dial takes a 1.4 s round trip, so the first two stay pending while the
     // third arrives.
-    link.latency(Duration::from_millis(700));
-    let authority = format!("{NODE}:{}", echo.port());
-    let server = cloud.server.clone();
+    rig.link().latency(Duration::from_millis(700));
+    let authority = rig.authority();
+    let server = rig.cloud.server.clone();
     let a1 = tokio::spawn({
         let (s, t) = (server.clone(), authority.clone());
         async move { s.dial(&t).await.map(|_| ()) }
@@ -49,7 +38,7 @@ async fn pending_dials_are_bounded_and_time_out() {
         async move { s.dial(&t).await.map(|_| ()) }
     });
     tokio::time::timeout(WAIT, async {
-        while cloud.server.pending_dials(NODE) != Some(2) {
+        while rig.cloud.server.pending_dials(NODE) != Some(2) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
@@ -74,7 +63,7 @@ async fn pending_dials_are_bounded_and_time_out() {
         }
     }
     // Blackholed: a dial fails at its deadline (1.5 s), not later.
-    link.blackhole();
+    rig.link().blackhole();
     let start = Instant::now();
     let err = server.dial(&authority).await.unwrap_err();
     let took = start.elapsed();
@@ -87,22 +76,15 @@ async fn pending_dials_are_bounded_and_time_out() {
     );
     // Bounded by the deadline (generous guard for a loaded machine).
     assert!(took < Duration::from_secs(5));
-    link.shutdown().await;
+    rig.link.take().unwrap().shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_dials_leave_no_fds_or_memory_behind() {
-    let _gate = exclusive().await;
-    let pki = Pki::new();
-    let (echo, _e) = echo_server().await;
-    let cloud = Cloud::start(&pki, server_config()).await;
-    let (agent, _a) = start_agent(
-        &pki,
-        "system:node:edge-1",
-        agent_config(vec![cloud.agent_addr.to_string()], &[echo.port()]),
-    );
-    cloud.wait_node(NODE).await;
-    let authority = format!("{NODE}:{}", echo.port());
+    // Process-wide measurements: no other test may run meanwhile.
+    let rig = Rig::builder().exclusive().echo().start().await;
+    let (cloud, agent) = (&rig.cloud, &rig.agent);
+    let authority = rig.authority();
 
     let run = |n: usize| {
         let server = cloud.server.clone();

@@ -27,24 +27,15 @@ async fn echo_once(cloud: &Cloud, authority: &str) -> Result<(), (StatusCode, St
 /// handshake; we assert the 2 s bound and log the measured time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_restart_agent_reregisters_within_two_seconds() {
-    let _gate = shared().await;
-    let pki = Pki::new();
-    let (echo, _e) = echo_server().await;
-    let cloud = Cloud::start(&pki, server_config()).await;
-    let addr = cloud.agent_addr;
-    let (agent, _a) = start_agent(
-        &pki,
-        "system:node:edge-1",
-        agent_config(vec![addr.to_string()], &[echo.port()]),
-    );
-    cloud.wait_node(NODE).await;
-    let authority = format!("{NODE}:{}", echo.port());
-    echo_once(&cloud, &authority).await.unwrap();
+    let rig = Rig::with_echo().await;
+    let addr = rig.cloud.agent_addr;
+    let authority = rig.authority();
+    echo_once(&rig.cloud, &authority).await.unwrap();
 
-    cloud.stop().await;
+    rig.cloud.stop().await;
     // Down for a while, so the agent has backed off to its cap.
     tokio::time::timeout(WAIT, async {
-        while agent.connected() != 0 {
+        while rig.agent.connected() != 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
@@ -52,7 +43,7 @@ async fn server_restart_agent_reregisters_within_two_seconds() {
     .expect("agent did not notice the server going away");
     tokio::time::sleep(Duration::from_millis(600)).await;
 
-    let cloud = Cloud::start_on(&pki, server_config(), addr).await;
+    let cloud = Cloud::start_on(&rig.pki, server_config(), addr).await;
     let back = Instant::now();
     let mut attempts = 0;
     tokio::time::timeout(WAIT, async {
@@ -82,14 +73,8 @@ async fn link_cut_mid_stream_fails_cleanly_before_deadline() {
         let link = ChaosLink::start(cloud.agent_addr).await.unwrap();
         let mut config = agent_config(vec![link.local_addr().to_string()], &[kubelet.port()]);
         config.session.keepalive_timeout = Duration::from_millis(1000);
-        let transport = std::sync::Arc::new(
-            yurt_tunnel::TlsTransport::new(pki.client("system:node:edge-1"))
-                .with_server_name("127.0.0.1")
-                .unwrap(),
-        );
-        let agent = yurt_tunnel::Agent::new(config, transport).unwrap();
-        let a = agent.clone();
-        let bg = Bg::spawn(async move { a.run().await });
+        let (_agent, bg) =
+            start_agent_with_tls_name(&pki, "system:node:edge-1", config, "127.0.0.1");
         cloud.wait_node(NODE).await;
 
         let stream = uds_connect(&cloud.uds, &format!("{NODE}:{}", kubelet.port()))
@@ -223,20 +208,11 @@ async fn no_session_means_immediate_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_refuses_targets_outside_its_allowlist() {
-    let _gate = shared().await;
-    let pki = Pki::new();
-    let (echo, _e) = echo_server().await;
+    let rig = Rig::with_echo().await;
+    let (cloud, echo) = (&rig.cloud, rig.target());
+    // Not in the agent's allowlist.
     let (other, _o) = echo_server().await;
-    let cloud = Cloud::start(&pki, server_config()).await;
-    let (_agent, _bg) = start_agent(
-        &pki,
-        "system:node:edge-1",
-        agent_config(vec![cloud.agent_addr.to_string()], &[echo.port()]),
-    );
-    cloud.wait_node(NODE).await;
-    echo_once(&cloud, &format!("{NODE}:{}", echo.port()))
-        .await
-        .unwrap();
+    echo_once(cloud, &rig.authority()).await.unwrap();
     let (status, msg) = uds_connect(&cloud.uds, &format!("{NODE}:{}", other.port()))
         .await
         .unwrap_err();
@@ -288,42 +264,34 @@ async fn agents_must_present_their_node_identity() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_session_replaces_a_stale_one() {
-    let _gate = shared().await;
-    let pki = Pki::new();
-    let (first_target, _e1) = echo_server().await;
+    // The first agent reaches the cloud through a chaos link.
+    let mut rig = Rig::builder()
+        .echo()
+        .server(|c| {
+            // Slow pings: the server must not rely on them to drop the stale session.
+            c.session.keepalive_interval = Duration::from_secs(60);
+            // Dials routed to the stale session before the replacement fail at this deadline.
+            c.dial_timeout = Duration::from_secs(1);
+        })
+        .through_link()
+        .agent(|c| c.session.keepalive_interval = Duration::from_secs(60))
+        .tls_name("127.0.0.1")
+        .start()
+        .await;
+    let cloud = &rig.cloud;
     let (second_target, _e2) = echo_server().await;
-    // Slow pings: the server must not rely on them to drop the stale session.
-    let mut config = server_config();
-    config.session.keepalive_interval = Duration::from_secs(60);
-    // Dials routed to the stale session before the replacement fail at this deadline.
-    config.dial_timeout = Duration::from_secs(1);
-    let cloud = Cloud::start(&pki, config).await;
-    let link = ChaosLink::start(cloud.agent_addr).await.unwrap();
-    let mut first_cfg = agent_config(vec![link.local_addr().to_string()], &[first_target.port()]);
-    first_cfg.session.keepalive_interval = Duration::from_secs(60);
-    let transport = std::sync::Arc::new(
-        yurt_tunnel::TlsTransport::new(pki.client("system:node:edge-1"))
-            .with_server_name("127.0.0.1")
-            .unwrap(),
-    );
-    let first = yurt_tunnel::Agent::new(first_cfg, transport).unwrap();
-    let f = first.clone();
-    let _first_bg = Bg::spawn(async move { f.run().await });
-    cloud.wait_node(NODE).await;
-    echo_once(&cloud, &format!("{NODE}:{}", first_target.port()))
-        .await
-        .unwrap();
+    echo_once(cloud, &rig.authority()).await.unwrap();
 
     // The first agent's path goes silent (NAT rebinding): its session looks alive to the server.
-    link.blackhole();
+    rig.link().blackhole();
     let (_second, _bg) = start_agent(
-        &pki,
+        &rig.pki,
         "system:node:edge-1",
         agent_config(vec![cloud.agent_addr.to_string()], &[second_target.port()]),
     );
     let start = Instant::now();
     tokio::time::timeout(WAIT, async {
-        while echo_once(&cloud, &format!("{NODE}:{}", second_target.port()))
+        while echo_once(cloud, &format!("{NODE}:{}", second_target.port()))
             .await
             .is_err()
         {
@@ -338,24 +306,16 @@ async fn a_newer_session_replaces_a_stale_one() {
     );
     assert_eq!(cloud.server.nodes(), vec![NODE.to_string()]);
     assert_eq!(cloud.server.metrics().sessions(), 1);
-    link.shutdown().await;
+    rig.link.take().unwrap().shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_connect_door_requires_the_apiserver_client_certificate() {
-    let _gate = shared().await;
-    let pki = Pki::new();
-    let (echo, _e) = echo_server().await;
-    let cloud = Cloud::start(&pki, server_config()).await;
-    let (_agent, _bg) = start_agent(
-        &pki,
-        "system:node:edge-1",
-        agent_config(vec![cloud.agent_addr.to_string()], &[echo.port()]),
-    );
-    cloud.wait_node(NODE).await;
+    let rig = Rig::with_echo().await;
+    let pki = &rig.pki;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let s = cloud.server.clone();
+    let s = rig.cloud.server.clone();
     let door_tls = pki.serving(&["127.0.0.1"], true);
     let _door = Bg::spawn(async move {
         let _ = s
@@ -368,9 +328,7 @@ async fn tls_connect_door_requires_the_apiserver_client_certificate() {
         .connect(name.clone(), tcp(addr).await)
         .await
         .unwrap();
-    let mut s = http_connect(tls, &format!("{NODE}:{}", echo.port()))
-        .await
-        .unwrap();
+    let mut s = http_connect(tls, &rig.authority()).await.unwrap();
     s.write_all(b"ping").await.unwrap();
     let mut b = [0u8; 4];
     tokio::time::timeout(WAIT, s.read_exact(&mut b))

@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::task::JoinHandle;
+use yurt_testkit::chaos::ChaosLink;
 use yurt_testkit::pki::TestCa;
 use yurt_tunnel::{
     Agent, AgentConfig, BackoffConfig, Listener, ServerConfig, SessionConfig, TlsAcceptor,
@@ -376,10 +377,216 @@ pub(crate) fn agent_config(servers: Vec<String>, ports: &[u16]) -> AgentConfig {
 }
 
 pub(crate) fn start_agent(pki: &Pki, cn: &str, config: AgentConfig) -> (Agent, Bg) {
-    let transport = Arc::new(TlsTransport::new(pki.client(cn)));
-    let agent = Agent::new(config, transport).unwrap();
+    run_agent(config, TlsTransport::new(pki.client(cn)))
+}
+
+/// Like [`start_agent`], but verifying every server against `tls_name` instead of the dialed
+/// host (for agents dialing through a [`ChaosLink`]).
+pub(crate) fn start_agent_with_tls_name(
+    pki: &Pki,
+    cn: &str,
+    config: AgentConfig,
+    tls_name: &str,
+) -> (Agent, Bg) {
+    let transport = TlsTransport::new(pki.client(cn))
+        .with_server_name(tls_name)
+        .unwrap();
+    run_agent(config, transport)
+}
+
+fn run_agent(config: AgentConfig, transport: TlsTransport) -> (Agent, Bg) {
+    let agent = Agent::new(config, Arc::new(transport)).unwrap();
     let a = agent.clone();
     (agent, Bg::spawn(async move { a.run().await }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The common rig: gate, PKI, targets, one cloud and one registered agent.
+
+/// The process gate a rig holds (see [`shared`] and [`exclusive`]).
+enum Gate {
+    Shared {
+        _guard: tokio::sync::RwLockReadGuard<'static, ()>,
+    },
+    Exclusive {
+        _guard: tokio::sync::RwLockWriteGuard<'static, ()>,
+    },
+}
+
+/// What the agent may reach on the edge.
+enum Target {
+    Echo,
+    /// The stub kubelet over HTTPS.
+    Kubelet,
+    /// The stub kubelet over plain HTTP.
+    PlainKubelet,
+}
+
+/// A cloud server and an agent for [`NODE`] (certificate `system:node:edge-1`) that has
+/// registered with it, allowed to reach exactly the rig's targets.
+///
+/// Fields drop in declaration order, which is the reverse of setup (as locals would), so the
+/// gate is released last.
+pub(crate) struct Rig {
+    _agent_task: Bg,
+    pub(crate) agent: Agent,
+    /// Between agent and cloud when built with [`RigBuilder::through_link`].
+    pub(crate) link: Option<ChaosLink>,
+    pub(crate) cloud: Cloud,
+    /// Target addresses, in the order they were added to the builder.
+    pub(crate) targets: Vec<SocketAddr>,
+    _target_tasks: Vec<Bg>,
+    pub(crate) pki: Pki,
+    _gate: Gate,
+}
+
+impl Rig {
+    pub(crate) fn builder() -> RigBuilder {
+        RigBuilder {
+            exclusive: false,
+            targets: Vec::new(),
+            server: server_config(),
+            through_link: false,
+            agent: Box::new(|_| {}),
+            tls_name: None,
+        }
+    }
+
+    /// Shared gate, an echo server as the only target, default configs.
+    pub(crate) async fn with_echo() -> Rig {
+        Self::builder().echo().start().await
+    }
+
+    /// Shared gate, the HTTPS stub kubelet as the only target, default configs.
+    pub(crate) async fn with_kubelet() -> Rig {
+        Self::builder().kubelet().start().await
+    }
+
+    /// The first target.
+    pub(crate) fn target(&self) -> SocketAddr {
+        self.targets[0]
+    }
+
+    /// `edge-1:<port of the first target>`.
+    pub(crate) fn authority(&self) -> String {
+        format!("{NODE}:{}", self.target().port())
+    }
+
+    /// The chaos link (built with [`RigBuilder::through_link`]).
+    pub(crate) fn link(&self) -> &ChaosLink {
+        self.link
+            .as_ref()
+            .expect("rig built without through_link()")
+    }
+}
+
+pub(crate) struct RigBuilder {
+    exclusive: bool,
+    targets: Vec<Target>,
+    server: ServerConfig,
+    through_link: bool,
+    agent: Box<dyn FnOnce(&mut AgentConfig) + Send>,
+    tls_name: Option<&'static str>,
+}
+
+impl RigBuilder {
+    /// Hold the gate exclusively (tests measuring the whole process).
+    pub(crate) fn exclusive(mut self) -> Self {
+        self.exclusive = true;
+        self
+    }
+
+    pub(crate) fn echo(mut self) -> Self {
+        self.targets.push(Target::Echo);
+        self
+    }
+
+    pub(crate) fn kubelet(mut self) -> Self {
+        self.targets.push(Target::Kubelet);
+        self
+    }
+
+    pub(crate) fn plain_kubelet(mut self) -> Self {
+        self.targets.push(Target::PlainKubelet);
+        self
+    }
+
+    /// Adjusts the cloud's config (starting from [`server_config`]).
+    pub(crate) fn server(mut self, f: impl FnOnce(&mut ServerConfig)) -> Self {
+        f(&mut self.server);
+        self
+    }
+
+    /// Puts a [`ChaosLink`] between agent and cloud.
+    pub(crate) fn through_link(mut self) -> Self {
+        self.through_link = true;
+        self
+    }
+
+    /// Adjusts the agent's config (starting from [`agent_config`]).
+    pub(crate) fn agent(mut self, f: impl FnOnce(&mut AgentConfig) + Send + 'static) -> Self {
+        self.agent = Box::new(f);
+        self
+    }
+
+    /// The agent verifies servers against this name (see [`start_agent_with_tls_name`]).
+    pub(crate) fn tls_name(mut self, name: &'static str) -> Self {
+        self.tls_name = Some(name);
+        self
+    }
+
+    /// Takes the gate, starts targets, cloud, link and agent, and waits for the agent to
+    /// register.
+    pub(crate) async fn start(self) -> Rig {
+        let gate = if self.exclusive {
+            Gate::Exclusive {
+                _guard: exclusive().await,
+            }
+        } else {
+            Gate::Shared {
+                _guard: shared().await,
+            }
+        };
+        let pki = Pki::new();
+        let mut targets = Vec::new();
+        let mut target_tasks = Vec::new();
+        for target in &self.targets {
+            let (addr, task) = match target {
+                Target::Echo => echo_server().await,
+                Target::Kubelet => {
+                    stub_kubelet(Some(pki.serving(&["127.0.0.1", "localhost", NODE], false))).await
+                }
+                Target::PlainKubelet => stub_kubelet(None).await,
+            };
+            targets.push(addr);
+            target_tasks.push(task);
+        }
+        let cloud = Cloud::start(&pki, self.server).await;
+        let link = match self.through_link {
+            true => Some(ChaosLink::start(cloud.agent_addr).await.unwrap()),
+            false => None,
+        };
+        let server = link.as_ref().map_or(cloud.agent_addr, |l| l.local_addr());
+        let ports: Vec<u16> = targets.iter().map(|t| t.port()).collect();
+        let mut config = agent_config(vec![server.to_string()], &ports);
+        (self.agent)(&mut config);
+        let cn = "system:node:edge-1";
+        let (agent, agent_task) = match self.tls_name {
+            Some(name) => start_agent_with_tls_name(&pki, cn, config, name),
+            None => start_agent(&pki, cn, config),
+        };
+        cloud.wait_node(NODE).await;
+        Rig {
+            _agent_task: agent_task,
+            agent,
+            link,
+            cloud,
+            targets,
+            _target_tasks: target_tasks,
+            pki,
+            _gate: gate,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
