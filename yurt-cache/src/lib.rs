@@ -2,6 +2,18 @@
 //! what the kube-apiserver said (per client component) in one redb file so an edge node keeps
 //! working while the cloud is unreachable. The proxy layers that fill and serve it come next.
 //!
+//! The lower layers of the hub's proxy tower (DESIGN "Data flow through the hub"):
+//!
+//! - [`body`]: the one streamed body type every layer speaks.
+//! - [`request_info`]: resolves each request's `RequestInfo` and component, answering
+//!   malformed ones with a 400 Status.
+//! - [`upstream`]: the pooled rustls client that sends a request to one kube-apiserver with the
+//!   hub's certificate or the caller's bearer token.
+//! - [`health`]: the task that probes every kube-apiserver (the node Lease heartbeat, or
+//!   `/readyz`) and publishes their health.
+//! - [`balancer`]: the service that picks a healthy kube-apiserver (round-robin or priority)
+//!   and retries failed reads once.
+//!
 //! ```
 //! use yurt_cache::store::{Gvr, Object, ObjectKey, PutOutcome, RedbStore, Store, StoreConfig};
 //!
@@ -24,4 +36,9 @@
 //! # }
 //! ```
 
+pub mod balancer;
+pub mod body;
+pub mod health;
+pub mod request_info;
 pub mod store;
+pub mod upstream;

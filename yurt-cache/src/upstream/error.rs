@@ -1,0 +1,70 @@
+use yurt_core::Status;
+
+use crate::body::BoxError;
+
+/// Errors of the hub's proxy path (upstream client and balancer).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No connection to `server` could be established (refused, timed out, TLS handshake or
+    /// certificate failure). Nothing of the request was sent, so it is safe to retry elsewhere.
+    #[error("connecting to {server}: {source}")]
+    Connect {
+        /// The server's URI.
+        server: String,
+        /// What failed.
+        #[source]
+        source: BoxError,
+    },
+    /// The exchange with `server` failed after the connection was up (the request may have
+    /// been received).
+    #[error("request to {server} failed: {source}")]
+    Upstream {
+        /// The server's URI.
+        server: String,
+        /// What failed.
+        #[source]
+        source: BoxError,
+    },
+    /// A server address cannot be used (no scheme or host, a scheme other than http/https).
+    #[error("invalid server address {server:?}: {reason}")]
+    InvalidServer {
+        /// The address as given.
+        server: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The TLS configuration could not be built (bad key, unusable CA certificate).
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// A PEM document could not be read.
+    #[error("reading PEM: {0}")]
+    Pem(String),
+    /// Every upstream server is unhealthy.
+    #[error("no healthy upstream")]
+    NoHealthyUpstream,
+}
+
+impl Error {
+    /// True for [`Error::Connect`]: the request never left the hub.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Error::Connect { .. })
+    }
+
+    /// The Kubernetes `Status` the service edge answers with: 503 ServiceUnavailable when no
+    /// server could be reached or none is healthy, 500 InternalError for configuration errors.
+    pub fn to_status(&self) -> Status {
+        match self {
+            Error::Connect { .. } | Error::Upstream { .. } | Error::NoHealthyUpstream => {
+                Status::service_unavailable(self.to_string())
+            }
+            Error::InvalidServer { .. } | Error::Tls(_) | Error::Pem(_) => Status::internal(self),
+        }
+    }
+}
+
+impl From<&Error> for Status {
+    fn from(e: &Error) -> Self {
+        e.to_status()
+    }
+}
