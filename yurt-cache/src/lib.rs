@@ -38,6 +38,7 @@
 
 pub mod balancer;
 pub mod body;
+pub mod cache;
 pub mod health;
 pub mod request_info;
 pub mod store;
