@@ -77,7 +77,11 @@ fn raven_rejects_unknown_flags() {
 fn raven_agent_requires_its_servers() {
     let out = run("raven", &["agent", "--node-name", "edge-1"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("tunnelserver-addr"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tunnelserver-addr"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
