@@ -2,3 +2,4 @@
 //! operator runs them, as processes, and judged by exit code and output.
 
 mod examples;
+mod yurthub;

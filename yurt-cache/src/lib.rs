@@ -13,6 +13,9 @@
 //!   `/readyz`) and publishes their health.
 //! - [`balancer`]: the service that picks a healthy kube-apiserver (round-robin or priority)
 //!   and retries failed reads once.
+//! - [`server`]: serves a service on a TCP listener (HTTP/1.1, h2, upgrades); graceful shutdown.
+//! - [`admin`]: the management endpoints (healthz, readyz, metrics, cache) and request metrics.
+//! - [`hubconfig`]: follows ConfigMap `kube-system/yurt-hub-cfg` and publishes the cache agents.
 //!
 //! ```
 //! use yurt_cache::store::{Gvr, Object, ObjectKey, PutOutcome, RedbStore, Store, StoreConfig};
@@ -36,10 +39,13 @@
 //! # }
 //! ```
 
+pub mod admin;
 pub mod balancer;
 pub mod body;
 pub mod cache;
 pub mod health;
+pub mod hubconfig;
 pub mod request_info;
+pub mod server;
 pub mod store;
 pub mod upstream;

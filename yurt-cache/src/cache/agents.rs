@@ -30,8 +30,10 @@ impl CacheAgents {
     /// The defaults plus what the `cache_agents` value says (`None`: the key is absent).
     /// Entries are trimmed and lower-cased; empty entries are ignored.
     pub fn from_setting(value: Option<&str>, node_name: &str) -> Self {
-        let mut included: BTreeSet<String> =
-            DEFAULT_CACHE_AGENTS.iter().map(|s| (*s).to_owned()).collect();
+        let mut included: BTreeSet<String> = DEFAULT_CACHE_AGENTS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
         included.insert(format!("{MULTIPLEXER_AGENT_PREFIX}{node_name}").to_lowercase());
         let mut all = false;
         let mut excluded = BTreeSet::new();

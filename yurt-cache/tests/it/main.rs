@@ -1,13 +1,18 @@
 //! Integration tests of yurt-cache, one binary: store semantics, integrity and quarantine,
 //! crash consistency under SIGKILL; the proxy layers (request info, upstream client, health
-//! checker, balancer) against TestApiServers over loopback.
+//! checker, balancer, cache) against TestApiServers over loopback.
 
+mod admin;
 mod balancer;
+mod cache;
 mod crash;
 mod health;
+mod hubconfig;
 mod integrity;
 mod net;
 mod request_info;
+mod server;
 mod store;
 mod upstream;
 mod util;
+mod yurthub;

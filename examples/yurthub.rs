@@ -1,0 +1,473 @@
+//! `yurthub`: the reference edge-hub daemon (OpenYurt YurtHub equivalent), composed from
+//! `yurt-cache`'s layers.
+//!
+//! It serves the proxy (kubelet and every other client, `--proxy-port` 10261) with the hub's
+//! tower — request info, metrics, the cache tee (edge mode), the balancer over the
+//! `--server-addr` servers with the node-Lease health checker — and the management server
+//! (`--serve-port` 10267: `/v1/healthz`, `/v1/readyz`, `/metrics`, `/v1/cache`). It follows
+//! ConfigMap `kube-system/yurt-hub-cfg` through its own stack for the cached components.
+//! SIGTERM or Ctrl-C: stop accepting, let in-flight requests finish (bounded by
+//! `--shutdown-drain-timeout`), flush and close the store, exit 0.
+//!
+//! ```text
+//! # Try it without a cluster: an in-process test apiserver behind the hub.
+//! cargo run --example yurthub -- --sandbox --node-name edge-1
+//! kubectl --server http://127.0.0.1:10261 get --raw /version
+//!
+//! # A real node (see deploy/yurthub/ for the systemd unit and the kubelet kubeconfig).
+//! yurthub --server-addr https://10.0.0.10:6443 --node-name edge-1 --nodepool-name pool-a \
+//!     --kubeconfig /etc/kubernetes/kubelet.conf
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use yurt::cache::admin::{AdminService, ProxyMetrics};
+use yurt::cache::balancer::{Balancer, Strategy};
+use yurt::cache::cache::{CacheAgents, CacheLayer};
+use yurt::cache::health::{HealthChecker, HealthConfig, HealthMetrics, Probe};
+use yurt::cache::hubconfig::{HubConfig, HubConfigWatcher};
+use yurt::cache::server::{ProxyStack, Server, ServerConfig, shutdown_signal};
+use yurt::cache::store::{RedbStore, StoreConfig};
+use yurt::cache::upstream::{UpstreamClient, UpstreamConfig};
+
+/// Where the edge hub runs (`--working-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WorkingMode {
+    /// Proxy and cache: the node keeps working while the cloud is unreachable.
+    Edge,
+    /// Proxy only (nodes in the cloud): nothing is cached.
+    Cloud,
+}
+
+/// Edge hub: proxies the node's kube-apiserver traffic, caches it, keeps the node autonomous.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// kube-apiserver addresses, comma separated (`https://host:port`; `https://` is added
+    /// when missing). Default: the server of `--kubeconfig`.
+    #[arg(long, value_delimiter = ',')]
+    server_addr: Vec<String>,
+    /// This node's name (its Lease is the heartbeat).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// The node's pool (recorded for the pool features; not used by the proxy yet).
+    #[arg(long)]
+    nodepool_name: Option<String>,
+    /// Address of the management server.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+    /// Port of the management server (`/v1/healthz`, `/v1/readyz`, `/metrics`, `/v1/cache`).
+    #[arg(long, default_value_t = 10267)]
+    serve_port: u16,
+    /// Address of the proxy.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_proxy_address: IpAddr,
+    /// Port of the proxy (kubelet's kubeconfig points here).
+    #[arg(long, default_value_t = 10261)]
+    proxy_port: u16,
+    /// Directory of the cache store (file `cache.redb` inside). With `--sandbox` and no value:
+    /// the sandbox's temporary directory.
+    #[arg(long)]
+    disk_cache_path: Option<PathBuf>,
+    /// How to choose among healthy servers: rr or priority.
+    #[arg(long, default_value = "rr")]
+    lb_mode: Strategy,
+    /// Re-reads of the Lease after a conflict before a heartbeat fails.
+    #[arg(long, default_value_t = 3)]
+    heartbeat_failed_retry: u32,
+    /// Consecutive successful heartbeats before a server is healthy again.
+    #[arg(long, default_value_t = 2)]
+    heartbeat_healthy_threshold: u32,
+    /// Timeout of one heartbeat, seconds.
+    #[arg(long, default_value_t = 2)]
+    heartbeat_timeout_seconds: u64,
+    /// Interval between heartbeats, seconds.
+    #[arg(long, default_value_t = 10)]
+    heartbeat_interval_seconds: u64,
+    /// The node Lease's duration (e.g. 40s).
+    #[arg(long, default_value = "40s", value_parser = duration)]
+    kubelet_health_grace_period: Duration,
+    /// Base timeout of watches served while offline (e.g. 1800s). Accepted for upstream
+    /// compatibility; this build has no offline serving layer yet, so it is unused.
+    #[arg(long, default_value = "1800s", value_parser = duration)]
+    min_request_timeout: Duration,
+    /// edge (cache) or cloud (proxy only).
+    #[arg(long, value_enum, default_value = "edge")]
+    working_mode: WorkingMode,
+    /// Namespace of ConfigMap yurt-hub-cfg.
+    #[arg(long, default_value = "kube-system")]
+    namespace: String,
+    /// A kubeconfig whose cluster CA and client certificate/key (data or files) the hub uses.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The hub's client certificate (PEM), instead of `--kubeconfig`.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The hub's client key (PEM).
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// The cluster CA (PEM) that signed the kube-apiserver's certificate.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// How long shutdown waits for in-flight requests (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    shutdown_drain_timeout: Duration,
+    /// Start an in-process test kube-apiserver (TLS, a node certificate for this node) and
+    /// put the hub in front of it; prints the proxy URL and a kubeconfig for kubectl.
+    #[arg(long, conflicts_with_all = ["server_addr", "kubeconfig", "client_cert", "ca_file"])]
+    sandbox: bool,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (try 40s, 500ms, 2m)"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!(
+            "invalid duration unit in {s:?} (use ms, s, m or h)"
+        )),
+    }
+}
+
+/// The hub's credentials and servers.
+struct Credentials {
+    servers: Vec<http::Uri>,
+    ca_pem: Vec<u8>,
+    identity: Option<Identity>,
+}
+
+/// A client certificate chain and its key, PEM.
+type Identity = (Vec<u8>, Vec<u8>);
+
+/// What a kubeconfig's current context says: the server, the cluster CA, the client identity.
+type FromKubeconfig = (Option<String>, Vec<u8>, Option<Identity>);
+
+fn read(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {flag} {}: {e}", path.display()))
+}
+
+/// Standard base64 (kubeconfig `*-data` fields), whitespace tolerated.
+fn base64(field: &str, s: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let compact: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|e| format!("kubeconfig {field} is not base64: {e}"))
+}
+
+/// The current context's cluster CA and server, and its user's client certificate and key.
+fn from_kubeconfig(path: &Path) -> Result<FromKubeconfig, String> {
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .map_err(|e| format!("cannot read --kubeconfig {}: {e}", path.display()))?;
+    let v =
+        serde_json::to_value(&kc).map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let current = v["current-context"].as_str().unwrap_or_default();
+    let named = |list: &str, name: &str, key: &str| -> serde_json::Value {
+        v[list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| name.is_empty() || e["name"].as_str() == Some(name))
+            .map(|e| e[key].clone())
+            .unwrap_or_default()
+    };
+    let context = named("contexts", current, "context");
+    let cluster = named(
+        "clusters",
+        context["cluster"].as_str().unwrap_or_default(),
+        "cluster",
+    );
+    let user = named(
+        "users",
+        context["user"].as_str().unwrap_or_default(),
+        "user",
+    );
+    let bad = |what: &str| format!("--kubeconfig {}: {what}", path.display());
+    let data_or_file =
+        |obj: &serde_json::Value, data: &str, file: &str| -> Result<Option<Vec<u8>>, String> {
+            if let Some(d) = obj[data].as_str() {
+                return base64(data, d).map(Some);
+            }
+            match obj[file].as_str() {
+                Some(f) => read(&format!("--kubeconfig {file}"), &base.join(f)).map(Some),
+                None => Ok(None),
+            }
+        };
+    let ca = data_or_file(
+        &cluster,
+        "certificate-authority-data",
+        "certificate-authority",
+    )?
+    .ok_or_else(|| bad("the cluster has no certificate-authority(-data)"))?;
+    let cert = data_or_file(&user, "client-certificate-data", "client-certificate")?;
+    let key = data_or_file(&user, "client-key-data", "client-key")?;
+    let identity = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => return Err(bad("the user needs both a client certificate and a key")),
+    };
+    Ok((cluster["server"].as_str().map(str::to_owned), ca, identity))
+}
+
+fn server_uri(s: &str) -> Result<http::Uri, String> {
+    let s = s.trim();
+    let with_scheme = if s.contains("://") {
+        s.to_owned()
+    } else {
+        format!("https://{s}")
+    };
+    with_scheme
+        .parse::<http::Uri>()
+        .ok()
+        .filter(|u| u.host().is_some())
+        .ok_or_else(|| format!("invalid --server-addr {s:?}"))
+}
+
+fn credentials(cli: &Cli) -> Result<Credentials, String> {
+    let (kc_server, mut ca_pem, mut identity) = match &cli.kubeconfig {
+        Some(path) => {
+            let (server, ca, id) = from_kubeconfig(path)?;
+            (server, Some(ca), id)
+        }
+        None => (None, None, None),
+    };
+    if let Some(ca) = &cli.ca_file {
+        ca_pem = Some(read("--ca-file", ca)?);
+    }
+    if let (Some(cert), Some(key)) = (&cli.client_cert, &cli.client_key) {
+        identity = Some((read("--client-cert", cert)?, read("--client-key", key)?));
+    }
+    let ca_pem = ca_pem.ok_or("no cluster CA: pass --kubeconfig or --ca-file")?;
+    let mut servers = cli
+        .server_addr
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| server_uri(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    if servers.is_empty() {
+        servers.push(server_uri(
+            &kc_server.ok_or("no kube-apiserver: pass --server-addr")?,
+        )?);
+    }
+    Ok(Credentials {
+        servers,
+        ca_pem,
+        identity,
+    })
+}
+
+fn upstream(creds: &Credentials) -> Result<UpstreamClient, String> {
+    let mut config =
+        UpstreamConfig::from_ca_pem(&creds.ca_pem).map_err(|e| format!("cluster CA: {e}"))?;
+    if let Some((cert, key)) = &creds.identity {
+        config = config
+            .client_cert_pem(cert, key)
+            .map_err(|e| format!("client certificate: {e}"))?;
+    }
+    UpstreamClient::new(config).map_err(|e| format!("upstream client: {e}"))
+}
+
+/// The sandbox: a TLS test apiserver, the node's certificate, and a kubeconfig for kubectl.
+struct Sandbox {
+    api: yurt_testkit::TestApiServer,
+    dir: tempfile::TempDir,
+}
+
+async fn sandbox(node: &str) -> Result<(Sandbox, Credentials), String> {
+    let api = yurt_testkit::TestApiServer::builder()
+        .tls()
+        .start()
+        .await
+        .map_err(|e| format!("sandbox apiserver: {e}"))?;
+    let cert = api
+        .ca()
+        .issue_client_cert(&format!("system:node:{node}"), &["system:nodes"])
+        .map_err(|e| format!("sandbox certificate: {e}"))?;
+    let dir = tempfile::Builder::new()
+        .prefix("yurthub-sandbox-")
+        .tempdir()
+        .map_err(|e| format!("sandbox directory: {e}"))?;
+    let creds = Credentials {
+        servers: vec![server_uri(&api.url())?],
+        ca_pem: api.ca().ca_pem().as_bytes().to_vec(),
+        identity: Some((cert.cert_pem.into_bytes(), cert.key_pem.into_bytes())),
+    };
+    Ok((Sandbox { api, dir }, creds))
+}
+
+fn kubectl_kubeconfig(proxy: SocketAddr) -> String {
+    [
+        "apiVersion: v1",
+        "kind: Config",
+        "clusters:",
+        "- name: yurthub",
+        "  cluster:",
+        &format!("    server: http://{proxy}"),
+        "contexts:",
+        "- name: yurthub",
+        "  context:",
+        "    cluster: yurthub",
+        "    user: yurthub",
+        "current-context: yurthub",
+        "users:",
+        "- name: yurthub",
+        "  user: {}",
+        "",
+    ]
+    .join("\n")
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    // Listen for SIGTERM / Ctrl-C from the start: one polled once has its handlers installed,
+    // so a signal during startup is not lost (and does not kill the process mid-write).
+    let mut signal = Box::pin(shutdown_signal());
+    if let Some(r) = futures::FutureExt::now_or_never(&mut signal) {
+        return r.map_err(|e| format!("signal handler: {e}"));
+    }
+    let node = cli.node_name.trim().to_owned();
+    if node.is_empty() {
+        return Err("--node-name must not be empty".into());
+    }
+    let (sandbox, creds) = if cli.sandbox {
+        let (s, c) = sandbox(&node).await?;
+        (Some(s), c)
+    } else {
+        (None, credentials(&cli)?)
+    };
+    let client = upstream(&creds)?;
+
+    let cache_dir = match (&cli.disk_cache_path, &sandbox) {
+        (Some(p), _) => p.clone(),
+        (None, Some(s)) => s.dir.path().join("cache"),
+        (None, None) => PathBuf::from("/etc/kubernetes/cache/"),
+    };
+    std::fs::create_dir_all(&cache_dir).map_err(|e| {
+        format!(
+            "cannot create --disk-cache-path {}: {e}",
+            cache_dir.display()
+        )
+    })?;
+    let mut store_config = StoreConfig::new(cache_dir.join("cache.redb"));
+    store_config.node_name = Some(node.clone());
+    let store = RedbStore::open_async(store_config)
+        .await
+        .map_err(|e| format!("cache store in {}: {e}", cache_dir.display()))?;
+
+    let mut registry = prometheus_client_registry();
+    let health_metrics = HealthMetrics::default();
+    health_metrics.register(&mut registry);
+    store.metrics().register(&mut registry);
+    let proxy_metrics = ProxyMetrics::new();
+    proxy_metrics.register(&mut registry);
+
+    let mut health_config = HealthConfig::lease(&node)
+        .interval(Duration::from_secs(cli.heartbeat_interval_seconds.max(1)))
+        .timeout(Duration::from_secs(cli.heartbeat_timeout_seconds.max(1)))
+        .thresholds(cli.heartbeat_healthy_threshold.max(1), 1)
+        .metrics(health_metrics);
+    if let Probe::Lease(lease) = &mut health_config.probe {
+        lease.retries = cli.heartbeat_failed_retry;
+        lease.lease_duration_seconds =
+            i32::try_from(cli.kubelet_health_grace_period.as_secs()).unwrap_or(i32::MAX);
+    }
+    let checker = HealthChecker::spawn(client.clone(), creds.servers.clone(), health_config);
+    let balancer = Balancer::new(client, checker.subscribe(), cli.lb_mode);
+
+    let (agents_tx, agents_rx) = tokio::sync::watch::channel(CacheAgents::defaults(&node));
+    let cache = match cli.working_mode {
+        WorkingMode::Edge => {
+            let layer = CacheLayer::new(store.clone(), agents_rx);
+            layer.metrics().register(&mut registry);
+            Some(layer)
+        }
+        WorkingMode::Cloud => None,
+    };
+    let stack = ProxyStack::new(balancer, cache, proxy_metrics);
+    let hubconfig = HubConfigWatcher::spawn(
+        stack.clone(),
+        agents_tx,
+        HubConfig::new(&node).namespace(&cli.namespace),
+    );
+    let admin = AdminService::new(store.clone(), checker.subscribe(), registry)
+        .ready_gate("yurt-hub-cfg", hubconfig.synced());
+
+    let server_config = ServerConfig::default().drain_timeout(cli.shutdown_drain_timeout);
+    let proxy_addr = SocketAddr::new(cli.bind_proxy_address, cli.proxy_port);
+    let proxy = Server::bind(proxy_addr, stack, server_config.clone())
+        .await
+        .map_err(|e| format!("cannot listen on --proxy-port {proxy_addr}: {e}"))?;
+    let admin_addr = SocketAddr::new(cli.bind_address, cli.serve_port);
+    let admin = Server::bind(admin_addr, admin, server_config)
+        .await
+        .map_err(|e| format!("cannot listen on --serve-port {admin_addr}: {e}"))?;
+
+    println!(
+        "yurthub: node {node} ({:?} mode), servers {:?}",
+        cli.working_mode, creds.servers
+    );
+    println!("yurthub: proxy on http://{}", proxy.local_addr());
+    println!("yurthub: management on http://{}", admin.local_addr());
+    println!("yurthub: cache store {}", store.path().display());
+    if let Some(pool) = &cli.nodepool_name {
+        println!("yurthub: node pool {pool}");
+    }
+    let _ = cli.min_request_timeout;
+    if let Some(s) = &sandbox {
+        let path = s.dir.path().join("kubeconfig");
+        std::fs::write(&path, kubectl_kubeconfig(proxy.local_addr()))
+            .map_err(|e| format!("sandbox kubeconfig: {e}"))?;
+        println!("yurthub: sandbox apiserver {}", s.api.url());
+        println!("yurthub: kubeconfig for kubectl {}", path.display());
+        println!(
+            "yurthub: try `kubectl --server http://{} get --raw /version`",
+            proxy.local_addr()
+        );
+    }
+
+    let signal = signal.await;
+    eprintln!("yurthub: shutting down");
+    let (p, a) = tokio::join!(proxy.shutdown(), admin.shutdown());
+    eprintln!("yurthub: drained (proxy {p:?}, management {a:?})");
+    hubconfig.shutdown().await;
+    checker.shutdown().await;
+    store.shutdown().await;
+    drop(sandbox);
+    signal.map_err(|e| format!("signal handler: {e}"))
+}
+
+fn prometheus_client_registry() -> yurt::cache::admin::Registry {
+    yurt::cache::admin::Registry::default()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("yurthub: tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("yurthub: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

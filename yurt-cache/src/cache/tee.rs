@@ -1,0 +1,399 @@
+//! The tee task: decodes the chunks a [`TeeBody`](super::body::TeeBody) copies to it and writes
+//! what they hold into the store.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use super::body::TeeSignal;
+use super::json_stream::{ListStream, ObjectStream};
+use super::metrics::CacheMetrics;
+use super::policy::Plan;
+use crate::store::{
+    DeleteOutcome, EventKind, EventOutcome, Gvr, ListMeta, ListScope, Object, PutOutcome,
+    RedbStore, Store, StoreError, WatchEvent,
+};
+
+/// Everything one tee needs.
+pub(crate) struct Tee {
+    pub(crate) plan: Plan,
+    pub(crate) store: RedbStore,
+    pub(crate) metrics: CacheMetrics,
+    pub(crate) max_bytes: usize,
+}
+
+/// Why a tee gave up (the metric's `reason` label).
+#[derive(Debug)]
+struct GiveUp(&'static str, String);
+
+impl Tee {
+    /// Runs until the body's sender is gone (the body ended or was dropped) and every store
+    /// write it started has resolved (each bounded by the store's own timeout).
+    pub(crate) async fn run(self, mut rx: mpsc::Receiver<Bytes>, signal: Arc<TeeSignal>) {
+        let verb = self.plan.label();
+        let result = match &self.plan {
+            Plan::Object { component, gvr } => self.object(component, gvr, &mut rx, &signal).await,
+            Plan::NonResource { path } => self.document(path, &mut rx, &signal).await,
+            Plan::List(scope) => self.list(scope, &mut rx, &signal).await,
+            Plan::Watch { component, gvr } => self.watch(component, gvr, &mut rx).await,
+        };
+        if let Err(GiveUp(reason, detail)) = result {
+            // Overflow explains any other symptom (a list cut short looks incomplete).
+            let reason = if signal.overflow.load(Ordering::Acquire) {
+                "overflow"
+            } else {
+                reason
+            };
+            if reason == "partial" {
+                // Expected for every page of a paginated list; not worth a warning.
+                tracing::debug!(verb, reason, %detail, "cache tee skipped a response");
+            } else {
+                tracing::warn!(verb, reason, %detail, "cache tee gave up on a response");
+            }
+            self.metrics.failed(reason);
+        }
+    }
+
+    /// The whole (small) body, or why not.
+    async fn collect(
+        &self,
+        rx: &mut mpsc::Receiver<Bytes>,
+        signal: &TeeSignal,
+    ) -> Result<Bytes, GiveUp> {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = rx.recv().await {
+            if buf.len() + chunk.len() > self.max_bytes {
+                return Err(GiveUp(
+                    "decode",
+                    format!("body over {} bytes", self.max_bytes),
+                ));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        complete(signal)?;
+        Ok(buf.freeze())
+    }
+
+    async fn object(
+        &self,
+        component: &str,
+        gvr: &Gvr,
+        rx: &mut mpsc::Receiver<Bytes>,
+        signal: &TeeSignal,
+    ) -> Result<(), GiveUp> {
+        let body = self.collect(rx, signal).await?;
+        let Some(object) = storable(gvr, body)? else {
+            return Ok(());
+        };
+        let outcome = self
+            .store
+            .put(component, gvr, object)
+            .await
+            .map_err(store_err)?;
+        if matches!(outcome, PutOutcome::Created | PutOutcome::Updated) {
+            self.metrics.cached("object", 1);
+        }
+        Ok(())
+    }
+
+    async fn document(
+        &self,
+        path: &str,
+        rx: &mut mpsc::Receiver<Bytes>,
+        signal: &TeeSignal,
+    ) -> Result<(), GiveUp> {
+        let body = self.collect(rx, signal).await?;
+        serde_json::from_slice::<&RawValue>(&body).map_err(|e| GiveUp("decode", e.to_string()))?;
+        self.store
+            .put_nonresource(path, body)
+            .await
+            .map_err(store_err)?;
+        self.metrics.cached("nonresource", 1);
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        scope: &ListScope,
+        rx: &mut mpsc::Receiver<Bytes>,
+        signal: &TeeSignal,
+    ) -> Result<(), GiveUp> {
+        let mut split = ListStream::new(self.max_bytes);
+        let mut items = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            for item in split.feed(&chunk).map_err(decode_err)? {
+                if let Some(object) = storable(&scope.gvr, item)? {
+                    items.push(object);
+                }
+            }
+        }
+        complete(signal)?;
+        let head = split.finish().map_err(decode_err)?;
+        let metadata: ListMetadata = if head.metadata.is_empty() {
+            ListMetadata::default()
+        } else {
+            serde_json::from_slice(&head.metadata).map_err(|e| GiveUp("decode", e.to_string()))?
+        };
+        if !metadata.continue_token.is_empty() {
+            return Err(GiveUp("partial", "a page of a paginated list".into()));
+        }
+        let text = |raw: &Bytes| -> Result<String, GiveUp> {
+            if raw.is_empty() {
+                return Ok(String::new());
+            }
+            serde_json::from_slice(raw).map_err(|e| GiveUp("decode", e.to_string()))
+        };
+        let meta = ListMeta {
+            resource_version: metadata.resource_version,
+            kind: text(&head.kind)?,
+            api_version: text(&head.api_version)?,
+            completed_at_ms: unix_ms(),
+        };
+        self.store
+            .replace_list(scope, meta, items)
+            .await
+            .map_err(store_err)?;
+        self.metrics.cached("list", 1);
+        Ok(())
+    }
+
+    async fn watch(
+        &self,
+        component: &str,
+        gvr: &Gvr,
+        rx: &mut mpsc::Receiver<Bytes>,
+    ) -> Result<(), GiveUp> {
+        type Durable = Pin<Box<dyn Future<Output = Result<Vec<EventOutcome>, StoreError>> + Send>>;
+        let mut split = ObjectStream::new(self.max_bytes);
+        let mut pending: FuturesUnordered<Durable> = FuturesUnordered::new();
+        let mut failure = None;
+        loop {
+            tokio::select! {
+                chunk = rx.recv() => {
+                    let Some(chunk) = chunk else { break };
+                    let mut events = Vec::new();
+                    for raw in split.feed(&chunk).map_err(decode_err)? {
+                        if let Some(event) = watch_event(gvr, &raw)? {
+                            events.push(event);
+                        }
+                    }
+                    if events.is_empty() {
+                        continue;
+                    }
+                    let ticket = self
+                        .store
+                        .submit_watch_events(component, gvr, events)
+                        .await
+                        .map_err(store_err)?;
+                    pending.push(Box::pin(ticket.durable()));
+                }
+                Some(done) = pending.next(), if !pending.is_empty() => {
+                    if let Err(e) = self.settle(done) {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        // The stream is over (or the store failed): the writes already queued still resolve.
+        while let Some(done) = pending.next().await {
+            if let Err(e) = self.settle(done) {
+                failure.get_or_insert(e);
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    fn settle(&self, done: Result<Vec<EventOutcome>, StoreError>) -> Result<(), GiveUp> {
+        let outcomes = done.map_err(store_err)?;
+        let written = outcomes
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    EventOutcome::Put(PutOutcome::Created | PutOutcome::Updated)
+                        | EventOutcome::Delete(DeleteOutcome::Deleted)
+                )
+            })
+            .count();
+        self.metrics.cached("watch", written as u64);
+        Ok(())
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct ListMetadata {
+    #[serde(rename = "resourceVersion", default)]
+    resource_version: String,
+    #[serde(rename = "continue", default)]
+    continue_token: String,
+}
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(default, borrow)]
+    kind: Option<&'a str>,
+    #[serde(default)]
+    spec: Option<PodSpecHead>,
+}
+
+#[derive(Deserialize)]
+struct PodSpecHead {
+    #[serde(rename = "nodeName", default)]
+    node_name: String,
+}
+
+#[derive(Deserialize)]
+struct EventHead<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(borrow)]
+    object: &'a RawValue,
+}
+
+/// The object to store for a response or list item: `None` for a `Status` (never stored) and
+/// for a pod not bound to a node (upstream's rule); an error if the body is not an object.
+fn storable(gvr: &Gvr, json: Bytes) -> Result<Option<Object>, GiveUp> {
+    let head: Head<'_> =
+        serde_json::from_slice(&json).map_err(|e| GiveUp("decode", e.to_string()))?;
+    if head.kind == Some("Status") {
+        return Ok(None);
+    }
+    if is_pods(gvr) && head.spec.is_none_or(|s| s.node_name.is_empty()) {
+        return Ok(None);
+    }
+    Object::from_json(json)
+        .map(Some)
+        .map_err(|e| GiveUp("decode", e.to_string()))
+}
+
+/// One watch event to store: `None` for BOOKMARK, ERROR, unknown types and unbound pods.
+fn watch_event(gvr: &Gvr, raw: &[u8]) -> Result<Option<WatchEvent>, GiveUp> {
+    let event: EventHead<'_> =
+        serde_json::from_slice(raw).map_err(|e| GiveUp("decode", e.to_string()))?;
+    let kind = match event.kind {
+        "ADDED" => EventKind::Added,
+        "MODIFIED" => EventKind::Modified,
+        "DELETED" => EventKind::Deleted,
+        "ERROR" => {
+            tracing::debug!(status = event.object.get(), "watch ERROR event not cached");
+            return Ok(None);
+        }
+        _ => return Ok(None),
+    };
+    let json = Bytes::copy_from_slice(event.object.get().as_bytes());
+    let object = if kind == EventKind::Deleted {
+        Object::from_json(json).map_err(|e| GiveUp("decode", e.to_string()))?
+    } else {
+        match storable(gvr, json)? {
+            Some(o) => o,
+            None => return Ok(None),
+        }
+    };
+    Ok(Some(WatchEvent { kind, object }))
+}
+
+fn is_pods(gvr: &Gvr) -> bool {
+    gvr.group.is_empty() && gvr.resource == "pods"
+}
+
+fn complete(signal: &TeeSignal) -> Result<(), GiveUp> {
+    if signal.complete.load(Ordering::Acquire) {
+        Ok(())
+    } else {
+        Err(GiveUp("incomplete", "the body did not end normally".into()))
+    }
+}
+
+fn decode_err(e: super::json_stream::SplitError) -> GiveUp {
+    GiveUp("decode", e.to_string())
+}
+
+fn store_err(e: StoreError) -> GiveUp {
+    GiveUp("store", e.to_string())
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pods() -> Gvr {
+        Gvr::new("", "v1", "pods")
+    }
+
+    fn stores(gvr: &Gvr, json: &'static str) -> bool {
+        storable(gvr, Bytes::from_static(json.as_bytes()))
+            .ok()
+            .flatten()
+            .is_some()
+    }
+
+    #[test]
+    fn status_bodies_and_unbound_pods_are_not_stored() {
+        let cms = Gvr::new("", "v1", "configmaps");
+        assert!(stores(
+            &cms,
+            r#"{"kind":"ConfigMap","metadata":{"name":"a"}}"#
+        ));
+        assert!(!stores(
+            &cms,
+            r#"{"kind":"Status","metadata":{},"status":"Success"}"#
+        ));
+        assert!(stores(
+            &pods(),
+            r#"{"kind":"Pod","metadata":{"name":"p"},"spec":{"nodeName":"n"}}"#
+        ));
+        assert!(!stores(
+            &pods(),
+            r#"{"kind":"Pod","metadata":{"name":"p"},"spec":{}}"#
+        ));
+        assert!(!stores(
+            &pods(),
+            r#"{"kind":"Pod","metadata":{"name":"p"}}"#
+        ));
+        assert!(storable(&cms, Bytes::from_static(b"[1]")).is_err());
+        assert!(storable(&cms, Bytes::from_static(b"{\"metadata\":{}}")).is_err());
+    }
+
+    fn event(json: &str) -> Option<WatchEvent> {
+        watch_event(&pods(), json.as_bytes()).ok().flatten()
+    }
+
+    #[test]
+    fn watch_events_to_store() {
+        let bound = r#"{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":"p","resourceVersion":"5"},"spec":{"nodeName":"n"}}}"#;
+        let e = event(bound).unwrap();
+        assert_eq!(e.kind, EventKind::Added);
+        assert_eq!(e.object.resource_version(), "5");
+        assert_eq!(
+            &e.object.json()[..],
+            br#"{"kind":"Pod","metadata":{"name":"p","resourceVersion":"5"},"spec":{"nodeName":"n"}}"#,
+            "stored as sent"
+        );
+        let unbound = r#"{"type":"MODIFIED","object":{"kind":"Pod","metadata":{"name":"p"}}}"#;
+        assert!(event(unbound).is_none());
+        let deleted = r#"{"type":"DELETED","object":{"kind":"Pod","metadata":{"name":"p"}}}"#;
+        assert_eq!(event(deleted).unwrap().kind, EventKind::Deleted);
+        for skipped in [
+            r#"{"type":"BOOKMARK","object":{"kind":"Pod","metadata":{"resourceVersion":"9"}}}"#,
+            r#"{"type":"ERROR","object":{"kind":"Status","code":410}}"#,
+        ] {
+            assert!(watch_event(&pods(), skipped.as_bytes()).unwrap().is_none());
+        }
+        assert!(watch_event(&pods(), b"{\"type\":\"ADDED\"}").is_err());
+    }
+}
