@@ -1,21 +1,63 @@
-//! The YurtHub engine of yurt-rs. Today: its crash-safe object cache, [`store`], which keeps
-//! what the kube-apiserver said (per client component) in one redb file so an edge node keeps
-//! working while the cloud is unreachable. The proxy layers that fill and serve it come next.
+//! The YurtHub engine of yurt-rs: a tower stack that proxies kube-apiserver traffic for an edge
+//! node and tees what the apiserver said (per client component) into a crash-safe redb
+//! [`store`], so the node keeps working while the cloud is unreachable (offline serving from
+//! the store is the next step; today the stack is a correct, caching, online proxy).
 //!
-//! The lower layers of the hub's proxy tower (DESIGN "Data flow through the hub"):
+//! The layers, outermost first (DESIGN "Data flow through the hub"):
 //!
-//! - [`body`]: the one streamed body type every layer speaks.
 //! - [`request_info`]: resolves each request's `RequestInfo` and component, answering
 //!   malformed ones with a 400 Status.
+//! - [`admin::MetricsLayer`]: in-flight requests and proxied bytes by verb, resource, component.
+//! - [`cache`]: decides what is cached ([`cache::CacheAgents`], the cache policy) and tees
+//!   responses into the store without ever slowing or buffering the client's stream.
+//! - [`balancer`]: picks a healthy kube-apiserver (round-robin or priority) and retries a
+//!   failed read once.
 //! - [`upstream`]: the pooled rustls client that sends a request to one kube-apiserver with the
 //!   hub's certificate or the caller's bearer token.
-//! - [`health`]: the task that probes every kube-apiserver (the node Lease heartbeat, or
-//!   `/readyz`) and publishes their health.
-//! - [`balancer`]: the service that picks a healthy kube-apiserver (round-robin or priority)
-//!   and retries failed reads once.
-//! - [`server`]: serves a service on a TCP listener (HTTP/1.1, h2, upgrades); graceful shutdown.
-//! - [`admin`]: the management endpoints (healthz, readyz, metrics, cache) and request metrics.
-//! - [`hubconfig`]: follows ConfigMap `kube-system/yurt-hub-cfg` and publishes the cache agents.
+//!
+//! Around them: [`health`] (probes every kube-apiserver and publishes health on a watch
+//! channel), [`server`] (serves a stack on a TCP listener: HTTP/1.1, h2, upgrades, graceful
+//! shutdown; [`server::ProxyStack`] is the composition the `yurthub` example uses), [`admin`]
+//! (healthz, readyz, metrics, cache summary), [`hubconfig`] (follows ConfigMap
+//! `kube-system/yurt-hub-cfg`), and [`body`] (the one streamed body type every layer speaks).
+//!
+//! A vendor with its own edge agent composes the same layers in its own `ServiceBuilder`:
+//!
+//! ```no_run
+//! use http::Uri;
+//! use tower::ServiceBuilder;
+//! use yurt_cache::balancer::{Balancer, Strategy};
+//! use yurt_cache::cache::{CacheAgents, CacheLayer};
+//! use yurt_cache::health::{HealthChecker, HealthConfig};
+//! use yurt_cache::request_info::RequestInfoLayer;
+//! use yurt_cache::server::{Server, ServerConfig};
+//! use yurt_cache::store::{RedbStore, StoreConfig};
+//! use yurt_cache::upstream::{UpstreamClient, UpstreamConfig};
+//!
+//! # async fn run(ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//! let servers: Vec<Uri> = vec!["https://10.0.0.1:6443".parse()?];
+//! let client = UpstreamClient::new(
+//!     UpstreamConfig::from_ca_pem(ca_pem)?.client_cert_pem(cert_pem, key_pem)?,
+//! )?;
+//! let health = HealthChecker::spawn(client.clone(), servers, HealthConfig::lease("edge-1"));
+//! let store = RedbStore::open_async(StoreConfig::new("/var/lib/my-agent/cache.redb")).await?;
+//! let (_agents_tx, agents) = tokio::sync::watch::channel(CacheAgents::defaults("edge-1"));
+//!
+//! let stack = ServiceBuilder::new()
+//!     .layer(RequestInfoLayer::new())
+//!     .layer(CacheLayer::new(store.clone(), agents))
+//!     .service(Balancer::new(client, health.subscribe(), Strategy::RoundRobin));
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:10261").await?;
+//! let server = Server::spawn(listener, stack, ServerConfig::default())?;
+//! // ... until shutdown:
+//! server.shutdown().await;
+//! health.shutdown().await;
+//! store.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! The store on its own:
 //!
 //! ```
 //! use yurt_cache::store::{Gvr, Object, ObjectKey, PutOutcome, RedbStore, Store, StoreConfig};

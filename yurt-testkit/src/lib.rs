@@ -55,7 +55,7 @@
 //!   and `auth` subcommands, and client-go components such as the kubelet, send protobuf
 //!   (client-go switches to JSON after the first 415). Responses are always JSON.
 //! - No Table responses: kubectl prints only NAME and AGE (and "No resources found in
-//!   <ns> namespace." for an empty cluster-scoped list).
+//!   `<ns>` namespace." for an empty cluster-scoped list).
 //! - No OpenAPI documents (`/openapi/v2`, `/openapi/v3` are 404): `kubectl apply` and
 //!   `kubectl create -f` need `--validate=false`, `kubectl explain` does not work, and
 //!   `fieldValidation` is ignored.
