@@ -5,6 +5,7 @@
 mod admin;
 mod balancer;
 mod cache;
+mod clients;
 mod crash;
 mod health;
 mod hubconfig;

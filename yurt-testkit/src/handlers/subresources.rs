@@ -10,10 +10,13 @@
 //! - reviews (`selfsubjectreviews`, `tokenreviews`, `*subjectaccessreviews`,
 //!   `selfsubjectrulesreviews`): answered from the authenticator, and "allowed" for everything,
 //!   since the test apiserver does not authorize;
-//! - `log`, `exec`, `attach`, `portforward`, `proxy`: kube-apiserver forwards these to a kubelet
-//!   or a pod; the test apiserver has none to reach, so it answers as a real apiserver does when
-//!   the backend cannot be dialed (after the same checks on the pod and node).
+//! - `log` (after the same checks on the pod and node as the others): the pod's canned text
+//!   (`TestApiServer::set_pod_log`), empty without one; `follow=true` keeps the stream open;
+//! - `exec`, `attach`, `portforward`, `proxy`: kube-apiserver forwards these to a kubelet or a
+//!   pod; the test apiserver has none to reach, so it answers as a real apiserver does when the
+//!   backend cannot be dialed (after the same checks on the pod and node).
 
+use futures::StreamExt as _;
 use http::StatusCode;
 use serde_json::{Value, json};
 use yurt_core::patch::{PatchType, apply_patch};
@@ -472,9 +475,43 @@ fn kubelet(ctx: &Ctx<'_>, sub: &str) -> Reply {
         if ctx.shared.store.read(|t| t.get("/nodes", &node)).is_none() {
             return Err(Status::not_found("", "nodes", &node).into());
         }
+        if sub == "log" {
+            return Ok(pod_log(ctx));
+        }
     }
     Err(Status::internal(format!(
         "error dialing backend: the yurt-testkit apiserver does not connect to kubelets or pods ({}/{sub})",
         ctx.def.plural
     )).into())
+}
+
+/// `pods/log` of an existing pod: its canned text; with `follow=true` the stream then stays
+/// open until the client goes away, the watches are cut, or the minimum request timeout.
+fn pod_log(ctx: &Ctx<'_>) -> http::Response<body::Body> {
+    let text = ctx
+        .shared
+        .pod_logs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(ctx.namespace.clone(), ctx.info.name.clone()))
+        .cloned()
+        .unwrap_or_default();
+    let first = futures::stream::iter((!text.is_empty()).then(|| bytes::Bytes::from(text)));
+    let follow = ctx.query("follow").is_some_and(|v| v == "true" || v == "1");
+    let stream: body::Body = if follow {
+        let mut cut = ctx.shared.watch_cut.subscribe();
+        cut.borrow_and_update();
+        let timeout = ctx.shared.settings.min_request_timeout;
+        let open = futures::stream::once(async move {
+            tokio::select! {
+                _ = cut.changed() => {}
+                () = tokio::time::sleep(timeout) => {}
+            }
+        })
+        .filter_map(|()| std::future::ready(None::<bytes::Bytes>));
+        body::stream(first.chain(open))
+    } else {
+        body::stream(first)
+    };
+    body::response(StatusCode::OK, "text/plain", stream)
 }

@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
     /// Next ClusterIP host part (10.96.0.0/12).
     pub next_cluster_ip: AtomicU32,
+    /// Canned `pods/log` texts by (namespace, pod name); see [`TestApiServer::set_pod_log`].
+    pub pod_logs: std::sync::Mutex<HashMap<(String, String), String>>,
 }
 
 impl Shared {
@@ -230,6 +232,7 @@ impl TestApiServerBuilder {
             tokens: RwLock::new(tokens),
             addr,
             next_cluster_ip: AtomicU32::new(2),
+            pod_logs: std::sync::Mutex::new(HashMap::new()),
         });
         crate::handlers::bootstrap(&shared);
         let controllers = crate::controllers::spawn(&shared);
@@ -505,6 +508,18 @@ impl TestApiServer {
             .store
             .read(|t| t.get(&def.behaviour.storage_key, &key))
             .map(|o| o.value.clone())
+    }
+
+    /// Sets the text `GET .../namespaces/{namespace}/pods/{name}/log` answers (`text/plain`)
+    /// while the pod exists on an existing node; without one the log is empty. With `follow=true` the text is
+    /// sent, then the stream stays open (as a running container's would) until the client goes
+    /// away, [`cut_watches`](Self::cut_watches), or the server's minimum request timeout.
+    pub fn set_pod_log(&self, namespace: &str, name: &str, text: &str) {
+        self.shared
+            .pod_logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((namespace.to_owned(), name.to_owned()), text.to_owned());
     }
 
     /// Creates an object directly, as a POST would (admin identity), and returns it or the

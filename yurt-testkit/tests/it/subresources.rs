@@ -4,7 +4,9 @@
 use http::StatusCode;
 use serde_json::json;
 
-use crate::support::{call, pod, server};
+use std::time::Duration;
+
+use crate::support::{bounded, call, pod, send, server};
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
 
@@ -166,7 +168,9 @@ async fn reviews_and_kubelet_subresources() {
     )
     .await;
     assert_eq!(
-        call(&s, "GET", &format!("{PODS}/bound/log"), None).await.0,
+        call(&s, "GET", &format!("{PODS}/bound/exec?command=sh"), None)
+            .await
+            .0,
         StatusCode::INTERNAL_SERVER_ERROR
     );
     assert_eq!(
@@ -175,4 +179,72 @@ async fn reviews_and_kubelet_subresources() {
             .0,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn pod_log_answers_the_canned_text_and_follow_stays_open() {
+    use http_body_util::BodyExt as _;
+
+    let s = server().await;
+    call(
+        &s,
+        "POST",
+        "/api/v1/nodes",
+        Some(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})),
+    )
+    .await;
+    call(&s, "POST", PODS, Some(pod("default", "web", "n1"))).await;
+    let get = |query: &str| {
+        http::Request::get(format!("{PODS}/web/log{query}"))
+            .header("host", "localhost")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+
+    // No canned log yet: empty.
+    let resp = send(s.addr(), get("")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        bounded(resp.into_body().collect())
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
+
+    s.set_pod_log("default", "web", "line 1\nline 2\n");
+    let resp = send(s.addr(), get("?container=c")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/plain");
+    let body = bounded(resp.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"line 1\nline 2\n");
+
+    // follow: the text, then the stream stays open until the watches are cut.
+    let resp = send(s.addr(), get("?follow=true")).await;
+    let mut body = resp.into_body();
+    let first = bounded(body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
+    assert_eq!(&first[..], b"line 1\nline 2\n");
+    let pending = tokio::time::timeout(Duration::from_millis(200), body.frame()).await;
+    assert!(pending.is_err(), "a followed log stays open");
+    s.cut_watches();
+    assert!(bounded(body.frame()).await.is_none(), "ends when cut");
+
+    // The pod gone: 404.
+    s.set_pod_log("default", "other", "x");
+    let resp = send(
+        s.addr(),
+        http::Request::get(format!("{PODS}/other/log"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
