@@ -30,6 +30,7 @@ use yurt::cache::balancer::{Balancer, Strategy};
 use yurt::cache::cache::{CacheAgents, CacheLayer};
 use yurt::cache::health::{HealthChecker, HealthConfig, HealthMetrics, Probe};
 use yurt::cache::hubconfig::{HubConfig, HubConfigWatcher};
+use yurt::cache::lease::{KubeletLeaseLayer, KubeletLiveness};
 use yurt::cache::server::{ProxyStack, Server, ServerConfig, shutdown_signal};
 use yurt::cache::store::{RedbStore, StoreConfig};
 use yurt::cache::upstream::{UpstreamClient, UpstreamConfig};
@@ -88,7 +89,8 @@ struct Cli {
     /// Interval between heartbeats, seconds.
     #[arg(long, default_value_t = 10)]
     heartbeat_interval_seconds: u64,
-    /// The node Lease's duration (e.g. 40s).
+    /// The node Lease's duration (e.g. 40s); in edge mode also the grace period within which
+    /// kubelet must renew its lease through the hub, or every heartbeat fails.
     #[arg(long, default_value = "40s", value_parser = duration)]
     kubelet_health_grace_period: Duration,
     /// Base timeout of watches served while offline (e.g. 1800s). Accepted for upstream
@@ -382,6 +384,15 @@ async fn run(cli: Cli) -> Result<(), String> {
         lease.lease_duration_seconds =
             i32::try_from(cli.kubelet_health_grace_period.as_secs()).unwrap_or(i32::MAX);
     }
+    // Edge mode: kubelet's lease requests are answered locally and its renewals gate health.
+    let kubelet_lease = match cli.working_mode {
+        WorkingMode::Edge => {
+            let liveness = KubeletLiveness::new(cli.kubelet_health_grace_period);
+            health_config = health_config.kubelet_liveness(liveness.clone());
+            Some(KubeletLeaseLayer::new(node.clone(), liveness))
+        }
+        WorkingMode::Cloud => None,
+    };
     let checker = HealthChecker::spawn(client.clone(), creds.servers.clone(), health_config);
     let balancer = Balancer::new(client, checker.subscribe(), cli.lb_mode);
 
@@ -394,7 +405,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         WorkingMode::Cloud => None,
     };
-    let stack = ProxyStack::new(balancer, cache, proxy_metrics);
+    let stack = ProxyStack::with_kubelet_lease(balancer, kubelet_lease, cache, proxy_metrics);
     let hubconfig = HubConfigWatcher::spawn(
         stack.clone(),
         agents_tx,

@@ -8,6 +8,8 @@
 //! - [`request_info`]: resolves each request's `RequestInfo` and component, answering
 //!   malformed ones with a 400 Status.
 //! - [`admin::MetricsLayer`]: in-flight requests and proxied bytes by verb, resource, component.
+//! - [`lease`] (edge mode): answers kubelet's own node-Lease requests locally and tracks
+//!   kubelet's liveness for [`health`].
 //! - [`cache`]: decides what is cached ([`cache::CacheAgents`], the cache policy) and tees
 //!   responses into the store without ever slowing or buffering the client's stream.
 //! - [`balancer`]: picks a healthy kube-apiserver (round-robin or priority) and retries a
@@ -87,6 +89,7 @@ pub mod body;
 pub mod cache;
 pub mod health;
 pub mod hubconfig;
+pub mod lease;
 pub mod request_info;
 pub mod server;
 pub mod store;

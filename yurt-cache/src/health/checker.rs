@@ -9,6 +9,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::lease;
 use super::{HealthMetrics, HealthSnapshot, ServerHealth};
+use crate::lease::KubeletLiveness;
 use crate::upstream::UpstreamClient;
 
 /// How the [`HealthChecker`] probes.
@@ -27,6 +28,9 @@ pub struct HealthConfig {
     pub probe: Probe,
     /// Where probe outcomes and health are counted.
     pub metrics: HealthMetrics,
+    /// When set and kubelet is not [alive](KubeletLiveness::is_alive), every probe fails
+    /// without contacting the server (§1.9 kubelet liveness coupling).
+    pub kubelet_liveness: Option<KubeletLiveness>,
 }
 
 impl HealthConfig {
@@ -48,6 +52,7 @@ impl HealthConfig {
             unhealthy_threshold: 1,
             probe,
             metrics: HealthMetrics::default(),
+            kubelet_liveness: None,
         }
     }
 
@@ -66,6 +71,14 @@ impl HealthConfig {
     /// Counts into `metrics` (register them with [`HealthMetrics::register`]).
     pub fn metrics(mut self, metrics: HealthMetrics) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Couples health to kubelet's liveness: while `liveness` says kubelet is dead, every probe
+    /// fails without contacting the server, so the node Lease is no longer renewed and every
+    /// server turns unhealthy (a dead kubelet still makes the node NotReady).
+    pub fn kubelet_liveness(mut self, liveness: KubeletLiveness) -> Self {
+        self.kubelet_liveness = Some(liveness);
         self
     }
 
@@ -217,6 +230,12 @@ async fn run(
 }
 
 async fn probe(client: &UpstreamClient, server: &Uri, config: &HealthConfig) -> bool {
+    if let Some(liveness) = &config.kubelet_liveness
+        && !liveness.is_alive()
+    {
+        tracing::debug!(%server, "health probe failed: kubelet has not renewed its lease");
+        return false;
+    }
     let result = match &config.probe {
         Probe::Lease(lease) => lease::renew(client, server, lease, config.timeout).await,
         Probe::Readyz => lease::readyz(client, server, config.timeout).await,

@@ -15,6 +15,12 @@
 //!   renews the Lease) each round, so each server's health is always current.
 //! - [`Probe::Readyz`], for identities that may not write Leases: `GET /readyz` must answer 2xx.
 //!
+//! With [`HealthConfig::kubelet_liveness`] (edge mode, fed by
+//! [`KubeletLeaseLayer`](crate::lease::KubeletLeaseLayer)), every probe fails without contacting
+//! the server while kubelet has not renewed its lease within the grace period: the node Lease
+//! is then no longer renewed and every server turns unhealthy, per upstream's kubelet liveness
+//! coupling.
+//!
 //! A server's state follows upstream's rules: in the first round one success makes it healthy;
 //! afterwards it becomes healthy after [`HealthConfig::healthy_threshold`] (2) consecutive
 //! successes and unhealthy after [`HealthConfig::unhealthy_threshold`] (1) failure. Every

@@ -11,9 +11,10 @@ use crate::admin::{MetricsLayer, ProxyMetrics};
 use crate::balancer::Balancer;
 use crate::body::Body;
 use crate::cache::CacheLayer;
+use crate::lease::KubeletLeaseLayer;
 use crate::request_info::RequestInfoLayer;
 
-/// `RequestInfoLayer` → `MetricsLayer` → `CacheLayer` (when given) → [`Balancer`], boxed: the
+/// `RequestInfoLayer` → `MetricsLayer` → `KubeletLeaseLayer` (when given) → `CacheLayer` (when given) → [`Balancer`], boxed: the
 /// service a reference daemon serves on its proxy port (and through which it reads its own
 /// configuration). Cheap to clone. Vendors composing other layers build their own
 /// `ServiceBuilder` the same way.
@@ -31,9 +32,21 @@ impl std::fmt::Debug for ProxyStack {
 impl ProxyStack {
     /// Composes the stack over `balancer`; without `cache` nothing is cached (cloud mode).
     pub fn new(balancer: Balancer, cache: Option<CacheLayer>, metrics: ProxyMetrics) -> Self {
+        ProxyStack::with_kubelet_lease(balancer, None, cache, metrics)
+    }
+
+    /// Like [`new`](Self::new), with `kubelet_lease` (edge mode) between the metrics and the
+    /// cache layer, answering kubelet's own node-Lease requests locally.
+    pub fn with_kubelet_lease(
+        balancer: Balancer,
+        kubelet_lease: Option<KubeletLeaseLayer>,
+        cache: Option<CacheLayer>,
+        metrics: ProxyMetrics,
+    ) -> Self {
         let inner = ServiceBuilder::new()
             .layer(RequestInfoLayer::new())
             .layer(MetricsLayer::new(metrics))
+            .option_layer(kubelet_lease)
             .option_layer(cache)
             .service(balancer);
         ProxyStack {

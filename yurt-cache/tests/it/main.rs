@@ -10,6 +10,7 @@ mod crash;
 mod health;
 mod hubconfig;
 mod integrity;
+mod lease;
 mod net;
 mod request_info;
 mod server;

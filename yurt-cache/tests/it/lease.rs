@@ -1,0 +1,282 @@
+//! Kubelet's own node-Lease requests through the real stack (`ProxyStack` with the kubelet
+//! lease layer) against a TestApiServer: answered locally while the hub's heartbeat renews the
+//! real Lease, other lease requests forwarded, and kubelet's liveness gating server health.
+
+use std::time::Duration;
+
+use http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use yurt_cache::admin::ProxyMetrics;
+use yurt_cache::balancer::{Balancer, Strategy};
+use yurt_cache::body::Body;
+use yurt_cache::cache::{CacheAgents, CacheLayer};
+use yurt_cache::health::{HealthChecker, HealthConfig, HealthSnapshot};
+use yurt_cache::lease::{KubeletLeaseLayer, KubeletLiveness};
+use yurt_cache::server::ProxyStack;
+use yurt_testkit::TestApiServer;
+
+use crate::health::wait_for;
+use crate::net::{WAIT, plain_client, uri};
+use crate::util::open;
+
+const NODE: &str = "edge-1";
+const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/edge-1";
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases";
+const KUBELET: &str = "kubelet/v1.36.0";
+
+fn request(method: &str, path: &str, agent: &str, body: Option<&Value>) -> Request<Body> {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("user-agent", agent)
+        .header("accept", "application/json");
+    match body {
+        Some(v) => req
+            .header("content-type", "application/json")
+            .body(Body::from(v.to_string()))
+            .unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    }
+}
+
+/// Sends `req` through the stack (the future does not borrow `stack`, so it is `Send`).
+fn send(
+    stack: &ProxyStack,
+    req: Request<Body>,
+) -> impl Future<Output = (StatusCode, Value)> + Send + use<> {
+    let svc = stack.clone();
+    async move {
+        let resp = tokio::time::timeout(WAIT, svc.oneshot(req))
+            .await
+            .expect("answer within the wait bound")
+            .unwrap();
+        let status = resp.status();
+        let bytes = tokio::time::timeout(WAIT, http_body_util::BodyExt::collect(resp.into_body()))
+            .await
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+/// Kubelet's lease requests that reached the apiserver.
+fn kubelet_lease_requests(api: &TestApiServer) -> usize {
+    api.traffic()
+        .under(LEASES)
+        .filter(|r| r.user_agent.starts_with("kubelet"))
+        .count()
+}
+
+fn real_lease(api: &TestApiServer) -> Value {
+    api.get_object("coordination.k8s.io/v1", "leases", "kube-node-lease", NODE)
+        .expect("the real Lease exists")
+}
+
+fn rv(v: &Value) -> u64 {
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The edge stack of the `yurthub` example over `api`, with a Lease heartbeat coupled to
+/// `liveness`.
+fn hub(
+    api: &TestApiServer,
+    dir: &std::path::Path,
+    liveness: &KubeletLiveness,
+    health: HealthConfig,
+) -> (ProxyStack, HealthChecker) {
+    let checker = HealthChecker::spawn(
+        plain_client(),
+        vec![uri(api)],
+        health.kubelet_liveness(liveness.clone()),
+    );
+    let (_tx, agents) = tokio::sync::watch::channel(CacheAgents::defaults(NODE));
+    let cache = CacheLayer::new(open(dir), agents);
+    let balancer = Balancer::new(plain_client(), checker.subscribe(), Strategy::Priority);
+    let stack = ProxyStack::with_kubelet_lease(
+        balancer,
+        Some(KubeletLeaseLayer::new(NODE, liveness.clone())),
+        Some(cache),
+        ProxyMetrics::new(),
+    );
+    (stack, checker)
+}
+
+/// Runs one probe round now and returns the snapshot after it.
+async fn round(checker: &HealthChecker) -> HealthSnapshot {
+    let mut rx = checker.subscribe();
+    let before = rx.borrow().round;
+    checker.probe_now();
+    wait_for(&mut rx, |s| s.round > before).await
+}
+
+#[tokio::test]
+async fn kubelet_lease_requests_are_answered_locally_while_the_hub_renews_the_real_lease() {
+    let api = TestApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let liveness = KubeletLiveness::new(Duration::from_secs(3600));
+    let health = HealthConfig::lease(NODE).interval(Duration::from_secs(3600));
+    let (stack, checker) = hub(&api, dir.path(), &liveness, health);
+    wait_for(&mut checker.subscribe(), |s| s.any_healthy()).await;
+    let created = real_lease(&api);
+    assert_eq!(created["spec"]["holderIdentity"], NODE);
+
+    // The first GET seeds the in-memory lease from the apiserver, once.
+    api.reset_traffic();
+    let (status, seeded) = send(&stack, request("GET", LEASE, KUBELET, None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seeded["metadata"]["name"], NODE);
+    assert_eq!(kubelet_lease_requests(&api), 1, "the seed is forwarded");
+
+    // From now on nothing of kubelet's lease traffic reaches the apiserver.
+    api.reset_traffic();
+    let mut renewal = seeded.clone();
+    renewal["spec"]["renewTime"] = json!("2030-01-01T00:00:00.000000Z");
+    renewal["spec"]["holderIdentity"] = json!("kubelet-says-so");
+    let (status, put) = send(&stack, request("PUT", LEASE, KUBELET, Some(&renewal))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(put["spec"], renewal["spec"], "the body is kept");
+    assert!(rv(&put) > rv(&seeded), "a new resourceVersion: {put}");
+    let (status, got) = send(&stack, request("GET", LEASE, KUBELET, None)).await;
+    assert_eq!((status, &got), (StatusCode::OK, &put));
+    let (status, again) = send(&stack, request("PUT", LEASE, KUBELET, Some(&got))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(rv(&again) > rv(&put), "monotonic: {again} after {put}");
+    assert_eq!(kubelet_lease_requests(&api), 0, "{:?}", api.traffic());
+
+    // The hub's own heartbeat renews the real Lease, with the hub as holder.
+    let before = real_lease(&api);
+    assert!(round(&checker).await.any_healthy());
+    let after = real_lease(&api);
+    assert!(
+        api.traffic()
+            .under(LEASE)
+            .any(|r| r.method == "PUT" && r.user_agent.starts_with("yurthub")),
+        "{:?}",
+        api.traffic()
+    );
+    assert_ne!(after["spec"]["renewTime"], before["spec"]["renewTime"]);
+    assert_eq!(after["spec"]["holderIdentity"], NODE);
+    assert_ne!(after["spec"]["renewTime"], renewal["spec"]["renewTime"]);
+    assert_eq!(kubelet_lease_requests(&api), 0);
+
+    // Another component's request for the same lease is forwarded and sees the real one.
+    api.reset_traffic();
+    let (status, other) = send(
+        &stack,
+        request("GET", LEASE, "kube-controller-manager/v1.36.0", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(other["spec"], after["spec"]);
+    assert_eq!(api.traffic().under(LEASE).count(), 1);
+    // So is kubelet's request for another node's lease.
+    let (status, _) = send(
+        &stack,
+        request("GET", &format!("{LEASES}/edge-2"), KUBELET, None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(kubelet_lease_requests(&api), 1);
+    checker.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_upstream_kubelet_gets_not_found_then_creates_its_lease_locally() {
+    let api = TestApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    api.go_down().await;
+    let liveness = KubeletLiveness::new(Duration::from_secs(3600));
+    let health = HealthConfig::lease(NODE).interval(Duration::from_secs(3600));
+    let (stack, checker) = hub(&api, dir.path(), &liveness, health);
+    wait_for(&mut checker.subscribe(), |s| s.round >= 1).await;
+
+    let (status, missing) = send(&stack, request("GET", LEASE, KUBELET, None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(missing["kind"], "Status");
+    assert_eq!(missing["reason"], "NotFound");
+    assert_eq!(missing["code"], 404);
+
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": NODE, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": NODE, "leaseDurationSeconds": 40},
+    });
+    let (status, created) = send(&stack, request("POST", LEASES, KUBELET, Some(&lease))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(created["spec"], lease["spec"]);
+    assert!(rv(&created) > 0);
+    let (status, got) = send(&stack, request("GET", LEASE, KUBELET, None)).await;
+    assert_eq!((status, got), (StatusCode::OK, created));
+
+    let (status, bad) = send(&stack, request("PUT", LEASE, KUBELET, Some(&json!([1])))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    checker.shutdown().await;
+}
+
+#[tokio::test]
+async fn servers_turn_unhealthy_while_kubelet_does_not_renew_and_recover_when_it_does() {
+    let api = TestApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let liveness = KubeletLiveness::new(Duration::from_millis(300));
+    let health = HealthConfig::lease(NODE)
+        .interval(Duration::from_millis(50))
+        .thresholds(2, 1);
+    let (stack, checker) = hub(&api, dir.path(), &liveness, health);
+    let mut rx = checker.subscribe();
+
+    // A kubelet renewing through the hub every 50 ms.
+    let kubelet = |stack: ProxyStack| {
+        tokio::spawn(async move {
+            let lease = json!({"metadata": {"name": NODE}, "spec": {"holderIdentity": NODE}});
+            loop {
+                let (status, _) = send(&stack, request("PUT", LEASE, KUBELET, Some(&lease))).await;
+                assert_eq!(status, StatusCode::OK);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let renewing = kubelet(stack.clone());
+    wait_for(&mut rx, |s| s.any_healthy()).await;
+
+    // Kubelet stops: the apiserver is up, yet every server turns unhealthy.
+    renewing.abort();
+    let _ = renewing.await;
+    let down = wait_for(&mut rx, |s| s.servers.iter().all(|s| !s.healthy)).await;
+    assert!(!liveness.is_alive());
+    // And the real Lease is no longer renewed: later rounds do not contact the server.
+    api.reset_traffic();
+    wait_for(&mut rx, |s| s.round >= down.round + 3).await;
+    assert_eq!(
+        api.traffic().under(LEASES).count(),
+        0,
+        "{:?}",
+        api.traffic()
+    );
+    let (status, _) = send(&stack, request("GET", "/readyz", "curl/8", None)).await;
+    assert_ne!(status, StatusCode::OK, "no healthy server to forward to");
+    let direct = crate::net::send(&plain_client(), &uri(&api), crate::net::get("/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(
+        direct.status(),
+        StatusCode::OK,
+        "the apiserver itself is up"
+    );
+
+    // Kubelet renews again: healthy after the threshold, and the heartbeat resumes.
+    let renewing = kubelet(stack.clone());
+    wait_for(&mut rx, |s| s.any_healthy()).await;
+    assert!(api.traffic().under(LEASE).any(|r| r.method == "PUT"));
+    renewing.abort();
+    checker.shutdown().await;
+}
