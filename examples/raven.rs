@@ -25,6 +25,10 @@ use yurt::tunnel::{
     TlsAcceptor, TlsTransport, TunnelError, TunnelServer, tls,
 };
 
+#[path = "support/flags.rs"]
+mod flags;
+use flags::duration;
+
 /// Cloud-to-edge reverse tunnel (Raven L7 equivalent).
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -39,24 +43,6 @@ enum Command {
     Server(ServerArgs),
     /// Run the edge tunnel agent.
     Agent(AgentArgs),
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (try 10s, 500ms, 2m)"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!(
-            "invalid duration unit in {s:?} (use ms, s, m or h)"
-        )),
-    }
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,10 @@ use yurt::cache::server::{ProxyStack, Server, ServerConfig, shutdown_signal};
 use yurt::cache::store::{RedbStore, StoreConfig};
 use yurt::cache::upstream::{UpstreamClient, UpstreamConfig};
 
+#[path = "support/flags.rs"]
+mod flags;
+use flags::duration;
+
 /// Where the edge hub runs (`--working-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum WorkingMode {
@@ -122,24 +126,6 @@ struct Cli {
     /// put the hub in front of it; prints the proxy URL and a kubeconfig for kubectl.
     #[arg(long, conflicts_with_all = ["server_addr", "kubeconfig", "client_cert", "ca_file"])]
     sandbox: bool,
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (try 40s, 500ms, 2m)"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!(
-            "invalid duration unit in {s:?} (use ms, s, m or h)"
-        )),
-    }
 }
 
 /// The hub's credentials and servers.

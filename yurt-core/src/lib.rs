@@ -6,6 +6,7 @@
 //! - [`selector`]: label and field selectors, parsed and matched against JSON objects.
 //! - [`component`]: which client sent a request ([`Component`], from the `User-Agent`).
 //! - [`status`]: Kubernetes `Status` error bodies, the one way every crate answers an error.
+//! - [`time`]: Kubernetes `Time` / `MicroTime` formatting.
 //! - [`wellknown`]: OpenYurt's labels, annotations, names and ports, in one place.
 //! - [`crd`] (feature `crd`, on by default): the OpenYurt custom resources (NodePool, NodeBucket,
 //!   YurtAppSet, YurtStaticSet, Gateway) with upstream's field names, so existing manifests load.
@@ -28,6 +29,7 @@ pub mod patch;
 pub mod request;
 pub mod selector;
 pub mod status;
+pub mod time;
 pub mod wellknown;
 
 pub use component::Component;

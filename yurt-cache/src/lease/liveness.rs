@@ -1,5 +1,9 @@
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so tests can pause and advance it; outside a paused runtime it is the
+// monotonic system clock.
+use tokio::time::Instant;
 
 /// When kubelet last renewed its lease through the hub; see the [module docs](super). Cheap to
 /// clone: clones share the state.
@@ -47,11 +51,13 @@ impl KubeletLiveness {
 mod tests {
     use super::*;
 
-    #[test]
-    fn alive_for_one_grace_period_after_creation_then_until_renewed() {
+    #[tokio::test(start_paused = true)]
+    async fn alive_for_one_grace_period_after_creation_then_until_renewed() {
         let l = KubeletLiveness::new(Duration::from_millis(200));
         assert!(l.is_alive(), "kubelet may start after the hub");
-        std::thread::sleep(Duration::from_millis(250));
+        tokio::time::advance(Duration::from_millis(150)).await;
+        assert!(l.is_alive(), "still within the grace period");
+        tokio::time::advance(Duration::from_millis(100)).await;
         assert!(!l.is_alive(), "no renewal within the grace period");
         l.clone().renewed();
         assert!(l.is_alive(), "a clone's renewal counts");
