@@ -170,6 +170,21 @@ fn tool(path: &str, check: &[&str]) -> bool {
     ok
 }
 
+/// A TLS test apiserver holding node [`NODE`] and pod `default/web` bound to it, whose log
+/// (served by the testkit's pod-log stub) is `log`.
+async fn api_with_logging_pod(log: &str) -> TestApiServer {
+    let api = TestApiServer::builder().tls().start().await.unwrap();
+    api.create_object(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}}))
+        .await
+        .unwrap();
+    Api::<Pod>::namespaced(api.client(), "default")
+        .create(&PostParams::default(), &pod("web"))
+        .await
+        .unwrap();
+    api.set_pod_log("default", "web", log);
+    api
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -434,15 +449,7 @@ async fn reads_keep_working_when_one_of_two_apiservers_goes_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_through_the_hub() {
-    let api = TestApiServer::builder().tls().start().await.unwrap();
-    api.create_object(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}}))
-        .await
-        .unwrap();
-    Api::<Pod>::namespaced(api.client(), "default")
-        .create(&PostParams::default(), &pod("web"))
-        .await
-        .unwrap();
-    api.set_pod_log("default", "web", "started\nserving on :80\n");
+    let api = api_with_logging_pod("started\nserving on :80\n").await;
     // Every component cached, kubectl included: its reads go through the cache layer too.
     let hub = Hub::start(&[&api], Some("*")).await;
     let Some(kubectl) = Kubectl::new(&hub) else {
@@ -602,15 +609,7 @@ async fn the_python_client_lists_and_watches_through_the_hub() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_followed_pod_log_streams_through_the_hub() {
-    let api = TestApiServer::builder().tls().start().await.unwrap();
-    api.create_object(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}}))
-        .await
-        .unwrap();
-    Api::<Pod>::namespaced(api.client(), "default")
-        .create(&PostParams::default(), &pod("web"))
-        .await
-        .unwrap();
-    api.set_pod_log("default", "web", "first line\n");
+    let api = api_with_logging_pod("first line\n").await;
     let hub = Hub::start(&[&api], None).await;
     let pods_api = Api::<Pod>::namespaced(hub.kube(), "default");
 
