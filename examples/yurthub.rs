@@ -25,19 +25,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use yurt::cache::admin::{AdminService, ProxyMetrics};
-use yurt::cache::balancer::{Balancer, Strategy};
-use yurt::cache::cache::{CacheAgents, CacheLayer};
-use yurt::cache::health::{HealthChecker, HealthConfig, HealthMetrics, Probe};
-use yurt::cache::hubconfig::{HubConfig, HubConfigWatcher};
-use yurt::cache::lease::{KubeletLeaseLayer, KubeletLiveness};
-use yurt::cache::server::{ProxyStack, Server, ServerConfig, shutdown_signal};
-use yurt::cache::store::{RedbStore, StoreConfig};
+use yurt::cache::balancer::Strategy;
+use yurt::cache::health::{HealthConfig, Probe};
+use yurt::cache::hub::{EdgeHub, EdgeHubConfig, WorkingMode as HubMode};
+use yurt::cache::server::{ServerConfig, shutdown_signal};
 use yurt::cache::upstream::{UpstreamClient, UpstreamConfig};
 
 #[path = "support/flags.rs"]
 mod flags;
 use flags::duration;
+
+#[path = "support/demo.rs"]
+mod demo;
 
 /// Where the edge hub runs (`--working-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -97,8 +96,8 @@ struct Cli {
     /// kubelet must renew its lease through the hub, or every heartbeat fails.
     #[arg(long, default_value = "40s", value_parser = duration)]
     kubelet_health_grace_period: Duration,
-    /// Base timeout of watches served while offline (e.g. 1800s). Accepted for upstream
-    /// compatibility; this build has no offline serving layer yet, so it is unused.
+    /// Base timeout of watches served while offline (e.g. 1800s): without `timeoutSeconds`
+    /// such a watch ends after this times a random factor in [1, 2).
     #[arg(long, default_value = "1800s", value_parser = duration)]
     min_request_timeout: Duration,
     /// edge (cache) or cloud (proxy only).
@@ -126,6 +125,11 @@ struct Cli {
     /// put the hub in front of it; prints the proxy URL and a kubeconfig for kubectl.
     #[arg(long, conflicts_with_all = ["server_addr", "kubeconfig", "client_cert", "ca_file"])]
     sandbox: bool,
+    /// The offline-autonomy demo: a sandbox cloud behind a fault-injecting link, the hub, and
+    /// a kubelet-like client; cuts the link, restarts the hub offline, heals the link, prints
+    /// what happened, then keeps serving until Ctrl-C.
+    #[arg(long, conflicts_with_all = ["server_addr", "kubeconfig", "client_cert", "ca_file", "sandbox"])]
+    demo: bool,
 }
 
 /// The hub's credentials and servers.
@@ -317,6 +321,32 @@ fn kubectl_kubeconfig(proxy: SocketAddr) -> String {
     .join("\n")
 }
 
+/// The hub's configuration from the flags.
+fn hub_config(cli: &Cli, node: &str, servers: Vec<http::Uri>, cache_dir: &Path) -> EdgeHubConfig {
+    let mut config = EdgeHubConfig::new(node, servers, cache_dir.join("cache.redb"));
+    config.proxy_addr = SocketAddr::new(cli.bind_proxy_address, cli.proxy_port);
+    config.admin_addr = SocketAddr::new(cli.bind_address, cli.serve_port);
+    config.strategy = cli.lb_mode;
+    config.health = HealthConfig::lease(node)
+        .interval(Duration::from_secs(cli.heartbeat_interval_seconds.max(1)))
+        .timeout(Duration::from_secs(cli.heartbeat_timeout_seconds.max(1)))
+        .thresholds(cli.heartbeat_healthy_threshold.max(1), 1);
+    if let Probe::Lease(lease) = &mut config.health.probe {
+        lease.retries = cli.heartbeat_failed_retry;
+        lease.lease_duration_seconds =
+            i32::try_from(cli.kubelet_health_grace_period.as_secs()).unwrap_or(i32::MAX);
+    }
+    config.kubelet_grace = Some(cli.kubelet_health_grace_period);
+    config.local.min_request_timeout = cli.min_request_timeout;
+    config.mode = match cli.working_mode {
+        WorkingMode::Edge => HubMode::Edge,
+        WorkingMode::Cloud => HubMode::Cloud,
+    };
+    config.hubconfig_namespace = cli.namespace.clone();
+    config.server = ServerConfig::default().drain_timeout(cli.shutdown_drain_timeout);
+    config
+}
+
 async fn run(cli: Cli) -> Result<(), String> {
     // Listen for SIGTERM / Ctrl-C from the start: one polled once has its handlers installed,
     // so a signal during startup is not lost (and does not kill the process mid-write).
@@ -327,6 +357,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     let node = cli.node_name.trim().to_owned();
     if node.is_empty() {
         return Err("--node-name must not be empty".into());
+    }
+    if cli.demo {
+        return demo::run(&cli, &node, signal).await;
     }
     let (sandbox, creds) = if cli.sandbox {
         let (s, c) = sandbox(&node).await?;
@@ -347,109 +380,52 @@ async fn run(cli: Cli) -> Result<(), String> {
             cache_dir.display()
         )
     })?;
-    let mut store_config = StoreConfig::new(cache_dir.join("cache.redb"));
-    store_config.node_name = Some(node.clone());
-    let store = RedbStore::open_async(store_config)
+    let config = hub_config(&cli, &node, creds.servers.clone(), &cache_dir);
+    let hub = EdgeHub::start(config, client)
         .await
-        .map_err(|e| format!("cache store in {}: {e}", cache_dir.display()))?;
-
-    let mut registry = prometheus_client_registry();
-    let health_metrics = HealthMetrics::default();
-    health_metrics.register(&mut registry);
-    store.metrics().register(&mut registry);
-    let proxy_metrics = ProxyMetrics::new();
-    proxy_metrics.register(&mut registry);
-
-    let mut health_config = HealthConfig::lease(&node)
-        .interval(Duration::from_secs(cli.heartbeat_interval_seconds.max(1)))
-        .timeout(Duration::from_secs(cli.heartbeat_timeout_seconds.max(1)))
-        .thresholds(cli.heartbeat_healthy_threshold.max(1), 1)
-        .metrics(health_metrics);
-    if let Probe::Lease(lease) = &mut health_config.probe {
-        lease.retries = cli.heartbeat_failed_retry;
-        lease.lease_duration_seconds =
-            i32::try_from(cli.kubelet_health_grace_period.as_secs()).unwrap_or(i32::MAX);
-    }
-    // Edge mode: kubelet's lease requests are answered locally and its renewals gate health.
-    let kubelet_lease = match cli.working_mode {
-        WorkingMode::Edge => {
-            let liveness = KubeletLiveness::new(cli.kubelet_health_grace_period);
-            health_config = health_config.kubelet_liveness(liveness.clone());
-            Some(KubeletLeaseLayer::new(node.clone(), liveness))
-        }
-        WorkingMode::Cloud => None,
-    };
-    let checker = HealthChecker::spawn(client.clone(), creds.servers.clone(), health_config);
-    let balancer = Balancer::new(client, checker.subscribe(), cli.lb_mode);
-
-    let (agents_tx, agents_rx) = tokio::sync::watch::channel(CacheAgents::defaults(&node));
-    let cache = match cli.working_mode {
-        WorkingMode::Edge => {
-            let layer = CacheLayer::new(store.clone(), agents_rx);
-            layer.metrics().register(&mut registry);
-            Some(layer)
-        }
-        WorkingMode::Cloud => None,
-    };
-    let stack = ProxyStack::with_kubelet_lease(balancer, kubelet_lease, cache, proxy_metrics);
-    let hubconfig = HubConfigWatcher::spawn(
-        stack.clone(),
-        agents_tx,
-        HubConfig::new(&node).namespace(&cli.namespace),
-    );
-    let admin = AdminService::new(store.clone(), checker.subscribe(), registry)
-        .ready_gate("yurt-hub-cfg", hubconfig.synced());
-
-    let server_config = ServerConfig::default().drain_timeout(cli.shutdown_drain_timeout);
-    let proxy_addr = SocketAddr::new(cli.bind_proxy_address, cli.proxy_port);
-    let proxy = Server::bind(proxy_addr, stack, server_config.clone())
-        .await
-        .map_err(|e| format!("cannot listen on --proxy-port {proxy_addr}: {e}"))?;
-    let admin_addr = SocketAddr::new(cli.bind_address, cli.serve_port);
-    let admin = Server::bind(admin_addr, admin, server_config)
-        .await
-        .map_err(|e| format!("cannot listen on --serve-port {admin_addr}: {e}"))?;
+        .map_err(|e| e.to_string())?;
 
     println!(
         "yurthub: node {node} ({:?} mode), servers {:?}",
         cli.working_mode, creds.servers
     );
-    println!("yurthub: proxy on http://{}", proxy.local_addr());
-    println!("yurthub: management on http://{}", admin.local_addr());
-    println!("yurthub: cache store {}", store.path().display());
+    println!("yurthub: proxy on http://{}", hub.proxy_addr());
+    println!("yurthub: management on http://{}", hub.admin_addr());
+    println!("yurthub: cache store {}", hub.store().path().display());
     if let Some(pool) = &cli.nodepool_name {
         println!("yurthub: node pool {pool}");
     }
-    let _ = cli.min_request_timeout;
     if let Some(s) = &sandbox {
         let path = s.dir.path().join("kubeconfig");
-        std::fs::write(&path, kubectl_kubeconfig(proxy.local_addr()))
+        std::fs::write(&path, kubectl_kubeconfig(hub.proxy_addr()))
             .map_err(|e| format!("sandbox kubeconfig: {e}"))?;
         println!("yurthub: sandbox apiserver {}", s.api.url());
         println!("yurthub: kubeconfig for kubectl {}", path.display());
         println!(
             "yurthub: try `kubectl --server http://{} get --raw /version`",
-            proxy.local_addr()
+            hub.proxy_addr()
         );
     }
 
     let signal = signal.await;
     eprintln!("yurthub: shutting down");
-    let (p, a) = tokio::join!(proxy.shutdown(), admin.shutdown());
-    eprintln!("yurthub: drained (proxy {p:?}, management {a:?})");
-    hubconfig.shutdown().await;
-    checker.shutdown().await;
-    store.shutdown().await;
+    hub.shutdown().await;
+    eprintln!("yurthub: drained, store closed");
     drop(sandbox);
     signal.map_err(|e| format!("signal handler: {e}"))
 }
 
-fn prometheus_client_registry() -> yurt::cache::admin::Registry {
-    yurt::cache::admin::Registry::default()
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr; RUST_LOG overrides (the demo keeps them quiet beside its story).
+    let default = if cli.demo { "warn" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

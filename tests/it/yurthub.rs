@@ -240,3 +240,186 @@ async fn takes_its_credentials_from_a_kubeconfig() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+impl Running {
+    /// Every stdout line up to and including the first one starting with `prefix`.
+    fn lines_until(&self, prefix: &str, wait: Duration) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let Ok(line) = self.lines.recv_timeout(wait) else {
+                self.kill("-KILL");
+                panic!(
+                    "yurthub did not print {prefix:?}; printed:\n{}",
+                    seen.join("\n")
+                );
+            };
+            let done = line.starts_with(prefix);
+            seen.push(line);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+/// A plain-HTTP GET to the hub as kubelet: (status, body).
+fn kubelet_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let host = addr.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).expect("connect to the hub");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: kubelet/v1.36.0\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("the hub's answer");
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, raw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_killed_and_restarted_offline_serves_its_cache_at_once() {
+    let api = yurt_testkit::TestApiServer::builder()
+        .tls()
+        .start()
+        .await
+        .unwrap();
+    for i in 0..3 {
+        api.create_object(serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("web-{i}"), "namespace": "default"},
+            "spec": {"nodeName": "edge-1", "containers": [{"name": "c", "image": "nginx"}]}}))
+            .await
+            .unwrap();
+    }
+    let link = yurt_testkit::chaos::ChaosLink::start(api.addr())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = api
+        .ca()
+        .issue_client_cert("system:node:edge-1", &["system:nodes"])
+        .unwrap();
+    let (crt, key, ca) = (
+        dir.path().join("hub.crt"),
+        dir.path().join("hub.key"),
+        dir.path().join("ca.crt"),
+    );
+    std::fs::write(&crt, &cert.cert_pem).unwrap();
+    std::fs::write(&key, &cert.key_pem).unwrap();
+    std::fs::write(&ca, api.ca().ca_pem()).unwrap();
+    let server = format!("https://{}", link.local_addr());
+    let cache = dir.path().join("cache");
+    let args: Vec<std::ffi::OsString> = vec![
+        "--server-addr".into(),
+        server.into(),
+        "--node-name".into(),
+        "edge-1".into(),
+        "--client-cert".into(),
+        crt.into(),
+        "--client-key".into(),
+        key.into(),
+        "--ca-file".into(),
+        ca.into(),
+        "--proxy-port".into(),
+        "0".into(),
+        "--serve-port".into(),
+        "0".into(),
+        "--heartbeat-interval-seconds".into(),
+        "1".into(),
+        "--heartbeat-timeout-seconds".into(),
+        "1".into(),
+        "--disk-cache-path".into(),
+        cache.into(),
+    ];
+    let list = "/api/v1/pods?fieldSelector=spec.nodeName%3Dedge-1";
+    let a = args.clone();
+    let first = tokio::task::spawn_blocking(move || {
+        let argv: Vec<&std::ffi::OsStr> = a.iter().map(|s| s.as_os_str()).collect();
+        let hub = Running::start(&argv);
+        let proxy = hub.line("yurthub: proxy on ");
+        let admin = hub.line("yurthub: management on ");
+        // Online: kubelet lists its pods through the hub, which caches them.
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let (status, body) = kubelet_get(&proxy, list);
+            if status == 200 && body.contains("web-2") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "online list: {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        while !kubelet_get(&admin, "/v1/cache")
+            .1
+            .contains("spec.nodeName=edge-1")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the list was never cached"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        hub
+    })
+    .await
+    .unwrap();
+    // SIGKILL: no shutdown, no flush beyond what was committed.
+    first.kill("-KILL");
+    let _ = first.done.recv_timeout(WAIT);
+    link.cut();
+    let restarted = tokio::task::spawn_blocking(move || {
+        let argv: Vec<&std::ffi::OsStr> = args.iter().map(|s| s.as_os_str()).collect();
+        let hub = Running::start(&argv);
+        let proxy = hub.line("yurthub: proxy on ");
+        let listening = std::time::Instant::now();
+        let (status, body) = kubelet_get(&proxy, list);
+        let took = listening.elapsed();
+        println!("restarted offline after SIGKILL: first pod list served {took:?} after the listener opened");
+        assert_eq!(status, 200, "{body}");
+        for i in 0..3 {
+            assert!(body.contains(&format!("web-{i}")), "{body}");
+        }
+        // Loose: the target is 100 ms; this only catches a hub that waits for the cloud.
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        hub.terminate()
+    })
+    .await
+    .unwrap();
+    assert_eq!(restarted.status.code(), Some(0), "{}", stderr(&restarted));
+    link.shutdown().await;
+}
+
+#[test]
+fn the_demo_tells_its_story_and_exits_0_on_sigterm() {
+    let hub = Running::start(&[
+        "--demo".as_ref(),
+        "--node-name".as_ref(),
+        "edge-1".as_ref(),
+        "--proxy-port".as_ref(),
+        "0".as_ref(),
+        "--serve-port".as_ref(),
+        "0".as_ref(),
+    ]);
+    let story = hub.lines_until("yurthub: demo done", Duration::from_secs(90));
+    let text = story.join("\n");
+    println!("{text}");
+    for step in [
+        "online: kubelet listed 3 pods",
+        "hub: offline detected",
+        "offline: kubelet listed 3 pods",
+        "journaled",
+        "10.244.1.11",
+        "hub: restarted offline",
+        "resync: journal replayed",
+        "dropped web-3",
+    ] {
+        assert!(text.contains(step), "missing {step:?} in:\n{text}");
+    }
+    let out = hub.terminate();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

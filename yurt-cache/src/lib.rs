@@ -1,7 +1,7 @@
 //! The YurtHub engine of yurt-rs: a tower stack that proxies kube-apiserver traffic for an edge
 //! node and tees what the apiserver said (per client component) into a crash-safe redb
-//! [`store`], so the node keeps working while the cloud is unreachable (offline serving from
-//! the store is the next step; today the stack is a correct, caching, online proxy).
+//! [`store`], so the node keeps working while the cloud is unreachable: reads, watches and
+//! writes are then served from the store ([`local`]), and [`resync`] converges on reconnect.
 //!
 //! The layers, outermost first (DESIGN "Data flow through the hub"):
 //!
@@ -10,14 +10,17 @@
 //! - [`admin::MetricsLayer`]: in-flight requests and proxied bytes by verb, resource, component.
 //! - [`lease`] (edge mode): answers kubelet's own node-Lease requests locally and tracks
 //!   kubelet's liveness for [`health`].
-//! - [`cache`]: decides what is cached ([`cache::CacheAgents`], the cache policy) and tees
+//! - [`autonomy`] (edge mode): maintains the node's `Autonomy` condition on kubelet's Node reads.
+//! - [`cache`]: serves cache agents from [`local`] while no apiserver is healthy; otherwise
+//!   decides what is cached ([`cache::CacheAgents`], the cache policy) and tees
 //!   responses into the store without ever slowing or buffering the client's stream.
 //! - [`balancer`]: picks a healthy kube-apiserver (round-robin or priority) and retries a
 //!   failed read once.
 //! - [`upstream`]: the pooled rustls client that sends a request to one kube-apiserver with the
 //!   hub's certificate or the caller's bearer token.
 //!
-//! Around them: [`health`] (probes every kube-apiserver and publishes health on a watch
+//! Around them: [`hub`] ([`hub::EdgeHub`], everything composed and running), [`resync`] (what
+//! happens on reconnect), [`health`] (probes every kube-apiserver and publishes health on a watch
 //! channel), [`server`] (serves a stack on a TCP listener: HTTP/1.1, h2, upgrades, graceful
 //! shutdown; [`server::ProxyStack`] is the composition the `yurthub` example uses), [`admin`]
 //! (healthz, readyz, metrics, cache summary), [`hubconfig`] (follows ConfigMap
@@ -84,13 +87,17 @@
 //! ```
 
 pub mod admin;
+pub mod autonomy;
 pub mod balancer;
 pub mod body;
 pub mod cache;
 pub mod health;
+pub mod hub;
 pub mod hubconfig;
 pub mod lease;
+pub mod local;
 pub mod request_info;
+pub mod resync;
 pub mod server;
 pub mod store;
 pub mod upstream;

@@ -2,6 +2,7 @@ use tokio::sync::watch;
 use tower::Layer;
 
 use super::{CacheAgents, CacheMetrics, CacheService};
+use crate::local::LocalServer;
 use crate::store::RedbStore;
 
 /// Default room of a tee's channel, in chunks.
@@ -19,6 +20,7 @@ pub struct CacheLayer {
     pub(super) metrics: CacheMetrics,
     pub(super) tee_capacity: usize,
     pub(super) max_bytes: usize,
+    pub(super) local: Option<LocalServer>,
 }
 
 impl CacheLayer {
@@ -31,7 +33,17 @@ impl CacheLayer {
             metrics: CacheMetrics::default(),
             tee_capacity: DEFAULT_TEE_CAPACITY,
             max_bytes: DEFAULT_MAX_BYTES,
+            local: None,
         }
+    }
+
+    /// Serves cache agents from `local` while no upstream server is healthy, and falls back
+    /// to it for reads in flight when the last server turns unhealthy (see the
+    /// [`local`](crate::local) module). Without it the layer only tees, and offline requests
+    /// get the balancer's 503.
+    pub fn serve_offline(mut self, local: LocalServer) -> Self {
+        self.local = Some(local);
+        self
     }
 
     /// How many chunks a tee may fall behind its client before it gives up on the response

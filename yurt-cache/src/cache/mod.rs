@@ -18,11 +18,13 @@
 //! - or a `GET` of a non-resource document: `/version`, `/api`, `/apis`, `/api/<v>`,
 //!   `/apis/<group>/<version>`, `/openapi/v2`, `/openapi/v3[/...]`, stored under its path;
 //! - the client accepts JSON: no `Accept`, or `application/json`, `application/*` or `*/*`
-//!   among its media ranges (client-go's `application/vnd.kubernetes.protobuf, */*` does). A
-//!   cached request is then sent upstream with `Accept: application/json` and without
-//!   `Accept-Encoding`, and the client gets that JSON. Clients accepting only protobuf or CBOR,
-//!   and conversions (`as=Table`, `as=PartialObjectMetadata`), pass through untouched and are
-//!   not cached.
+//!   (without an `as=` conversion) among its media ranges (client-go's
+//!   `application/vnd.kubernetes.protobuf, */*` does, and so does `kubectl get`, which offers
+//!   plain JSON after its `as=Table` ranges). A cached request is then sent upstream with
+//!   `Accept: application/json` and without `Accept-Encoding`, and the client gets that JSON
+//!   (so a cached kubectl prints client-side columns, and works offline). Clients accepting
+//!   only protobuf or CBOR, or only conversions (`as=Table`, `as=PartialObjectMetadata`), pass
+//!   through untouched and are not cached.
 //!
 //! The response is teed only if it is 2xx, `application/json` (no `as=`) and not
 //! content-encoded. Everything else passes through unchanged, including the balancer's 503
@@ -88,6 +90,7 @@ pub use agents::CacheAgents;
 pub use future::ResponseFuture;
 pub use layer::CacheLayer;
 pub use metrics::{CacheMetrics, CachedLabels, TeeFailureLabels};
+pub(crate) use policy::is_cached_document;
 pub use service::CacheService;
 
 #[cfg(doc)]

@@ -121,7 +121,8 @@ pub(crate) enum Accept {
     /// JSON is acceptable (absent header, `application/json`, `application/*`, `*/*`): ask
     /// upstream for JSON.
     Json,
-    /// Anything else (protobuf or CBOR only, a `Table` or other `as=` conversion): pass through.
+    /// Anything else (protobuf or CBOR only, only a `Table` or other `as=` conversion): pass
+    /// through.
     Other,
 }
 
@@ -140,9 +141,10 @@ pub(crate) fn accept(headers: &HeaderMap) -> Accept {
                 continue;
             }
             any = true;
-            // A conversion (`as=Table`, `as=PartialObjectMetadata`) anywhere: not an object.
+            // A conversion (`as=Table`, `as=PartialObjectMetadata`) is not an object; the
+            // client may still offer plain JSON beside it (kubectl get does).
             if parts.any(|p| p.trim().to_ascii_lowercase().starts_with("as=")) {
-                return Accept::Other;
+                continue;
             }
             if matches!(media.as_str(), "application/json" | "application/*" | "*/*") {
                 json = true;
@@ -286,8 +288,13 @@ mod tests {
         );
         assert_eq!(acc(&["application/vnd.kubernetes.protobuf"]), Accept::Other);
         assert_eq!(acc(&["application/cbor"]), Accept::Other);
+        // kubectl get offers plain JSON beside the Table: a cache agent gets JSON.
         assert_eq!(
             acc(&["application/json;as=Table;v=v1;g=meta.k8s.io,application/json"]),
+            Accept::Json
+        );
+        assert_eq!(
+            acc(&["application/json;as=Table;v=v1;g=meta.k8s.io"]),
             Accept::Other
         );
     }

@@ -12,6 +12,9 @@ use super::policy::{self, Accept};
 use super::tee::Tee;
 use super::{CacheLayer, ResponseFuture};
 use crate::body::Body;
+use crate::local::LocalServer;
+use crate::upstream::Error as UpstreamError;
+use http_body::Body as _;
 
 /// The cache layer's service; see the [module docs](super).
 #[derive(Debug, Clone)]
@@ -50,34 +53,76 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let plan = {
+        let (plan, agent) = {
             let info = req.extensions().get::<RequestInfo>();
             let component = req.extensions().get::<Component>();
             match (info, component) {
                 (Some(info), Some(component)) => {
                     let cached = self.config.agents.borrow().is_cached(component);
-                    policy::plan(
+                    let plan = policy::plan(
                         req.method(),
                         req.headers(),
                         info,
                         component.as_str(),
                         cached,
-                    )
+                    );
+                    (plan, cached && !component.as_str().is_empty())
                 }
-                _ => None,
+                _ => (None, false),
             }
         };
+        // Offline: a cache agent's request that the local table covers is answered here.
+        let mut fallback = None;
+        if let (Some(local), true) = (&self.config.local, agent)
+            && let Some(info) = req.extensions().get::<RequestInfo>()
+            && LocalServer::can_serve(req.method(), info)
+        {
+            if !local.upstream_healthy() {
+                let local = local.clone();
+                return ResponseFuture(Box::pin(async move { Ok(local.serve(req).await) }));
+            }
+            if LocalServer::can_fall_back(req.method(), info) && req.body().is_end_stream() {
+                fallback = Some((local.clone(), copy_empty(&req)));
+            }
+        }
         let plan = plan.filter(|_| {
             policy::accept(req.headers()) == Accept::Json && !policy::is_dry_run(req.uri().query())
         });
-        let Some(plan) = plan else {
-            return ResponseFuture(Box::pin(self.inner.call(req)));
-        };
-        policy::rewrite_request(req.headers_mut());
+        if plan.is_some() {
+            policy::rewrite_request(req.headers_mut());
+        }
         let fut = self.inner.call(req);
         let config = self.config.clone();
         ResponseFuture(Box::pin(async move {
-            let resp = fut.await?;
+            let resp = match fallback {
+                None => fut.await?,
+                Some((local, copy)) => {
+                    // A read in flight when the last server turns unhealthy, or that fails
+                    // to reach it, is answered from the cache instead.
+                    let mut health = local.health();
+                    tokio::pin!(fut);
+                    let outcome = tokio::select! {
+                        r = &mut fut => Some(r?),
+                        _ = health.wait_for(|h| !h.any_healthy()) => None,
+                    };
+                    match outcome {
+                        Some(resp) if resp.extensions().get::<Arc<UpstreamError>>().is_none() => {
+                            resp
+                        }
+                        _ => {
+                            local.metrics().fallbacks.inc();
+                            tracing::info!(
+                                path = %copy.uri().path(),
+                                "the upstream failed before answering; serving the read from the local cache"
+                            );
+                            return Ok(local.serve(copy).await);
+                        }
+                    }
+                }
+            };
+            let Some(plan) = plan else {
+                return Ok(resp);
+            };
             if !policy::response_is_cacheable(resp.status(), resp.headers()) {
                 return Ok(resp);
             }
@@ -102,6 +147,17 @@ where
             Ok(resp.map(|body| Body::new(TeeBody::new(body, tx, signal))))
         }))
     }
+}
+
+/// The request again, with its (empty) body, for a local fallback.
+fn copy_empty(req: &Request<Body>) -> Request<Body> {
+    let mut copy = Request::new(Body::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    *copy.extensions_mut() = req.extensions().clone();
+    copy
 }
 
 /// Counts a running tee in the `active_tees` gauge until dropped (also on a panic).

@@ -39,7 +39,7 @@ use crate::body::{Body, BoxError};
 
 mod stack;
 
-pub use stack::ProxyStack;
+pub use stack::{ProxyStack, ProxyStackBuilder};
 
 /// Settings of a [`Server`].
 #[derive(Debug, Clone)]

@@ -8,13 +8,15 @@ use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder};
 
 use crate::admin::{MetricsLayer, ProxyMetrics};
+use crate::autonomy::AutonomyLayer;
 use crate::balancer::Balancer;
 use crate::body::Body;
 use crate::cache::CacheLayer;
 use crate::lease::KubeletLeaseLayer;
 use crate::request_info::RequestInfoLayer;
 
-/// `RequestInfoLayer` → `MetricsLayer` → `KubeletLeaseLayer` (when given) → `CacheLayer` (when given) → [`Balancer`], boxed: the
+/// `RequestInfoLayer` → `MetricsLayer` → `KubeletLeaseLayer` → `AutonomyLayer` →
+/// `CacheLayer` → [`Balancer`] (the optional ones when given), boxed: the
 /// service a reference daemon serves on its proxy port (and through which it reads its own
 /// configuration). Cheap to clone. Vendors composing other layers build their own
 /// `ServiceBuilder` the same way.
@@ -43,12 +45,63 @@ impl ProxyStack {
         cache: Option<CacheLayer>,
         metrics: ProxyMetrics,
     ) -> Self {
+        ProxyStack::builder(balancer, metrics)
+            .kubelet_lease(kubelet_lease)
+            .cache(cache)
+            .build()
+    }
+
+    /// Starts composing a stack over `balancer`; add the optional layers, then
+    /// [`build`](ProxyStackBuilder::build).
+    pub fn builder(balancer: Balancer, metrics: ProxyMetrics) -> ProxyStackBuilder {
+        ProxyStackBuilder {
+            balancer,
+            metrics,
+            kubelet_lease: None,
+            autonomy: None,
+            cache: None,
+        }
+    }
+}
+
+/// Composes a [`ProxyStack`] with the optional layers; see [`ProxyStack::builder`].
+#[derive(Debug)]
+pub struct ProxyStackBuilder {
+    balancer: Balancer,
+    metrics: ProxyMetrics,
+    kubelet_lease: Option<KubeletLeaseLayer>,
+    autonomy: Option<AutonomyLayer>,
+    cache: Option<CacheLayer>,
+}
+
+impl ProxyStackBuilder {
+    /// Kubelet's node Lease answered locally (edge mode).
+    pub fn kubelet_lease(mut self, layer: Option<KubeletLeaseLayer>) -> Self {
+        self.kubelet_lease = layer;
+        self
+    }
+
+    /// The node's `Autonomy` condition maintained on kubelet's node reads (edge mode).
+    pub fn autonomy(mut self, layer: Option<AutonomyLayer>) -> Self {
+        self.autonomy = layer;
+        self
+    }
+
+    /// The cache tee, and offline serving if the layer has it (edge mode).
+    pub fn cache(mut self, layer: Option<CacheLayer>) -> Self {
+        self.cache = layer;
+        self
+    }
+
+    /// The composed stack.
+    pub fn build(self) -> ProxyStack {
         let inner = ServiceBuilder::new()
             .layer(RequestInfoLayer::new())
-            .layer(MetricsLayer::new(metrics))
-            .option_layer(kubelet_lease)
-            .option_layer(cache)
-            .service(balancer);
+            .layer(MetricsLayer::new(self.metrics))
+            .option_layer(self.kubelet_lease)
+            .option_layer(self.autonomy)
+            .option_layer(self.cache)
+            .service(self.balancer);
         ProxyStack {
             inner: BoxCloneService::new(inner),
         }

@@ -41,6 +41,9 @@ pub(crate) const NONRESOURCE: TableDefinition<'_, &str, &[u8]> =
     TableDefinition::new("nonresource");
 /// `meta`: fixed names -> values.
 pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+/// `journal`: sequence number -> an offline write to replay upstream (opaque JSON, see
+/// `local::journal`), in the order the writes were accepted.
+pub(crate) const JOURNAL: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("journal");
 
 /// Schema version written in `meta`; a file with another version is quarantined and rebuilt.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -100,6 +103,29 @@ pub enum WriteOp {
         /// Unix milliseconds.
         unix_ms: u64,
     },
+    /// An offline write served by the hub: store `object` without the resourceVersion compare
+    /// (it is the cached copy with a local change applied) and append `journal`, if any, to the
+    /// journal, both in this one transaction, so a crash keeps both or neither.
+    LocalWrite {
+        /// Client component.
+        component: String,
+        /// Resource type.
+        gvr: Gvr,
+        /// The new cached copy.
+        object: Object,
+        /// The journal entry recording the write for replay upstream.
+        journal: Option<Bytes>,
+    },
+    /// Append an entry to the journal (an offline create that is not cached, e.g. an Event).
+    JournalAppend {
+        /// The entry.
+        entry: Bytes,
+    },
+    /// Remove a journal entry (replayed, or given up).
+    JournalRemove {
+        /// Its sequence number.
+        seq: u64,
+    },
 }
 
 impl WriteOp {
@@ -123,8 +149,12 @@ pub enum OpOutcome {
     Replace(ReplaceOutcome),
     /// Outcome of each event of [`WriteOp::Watch`].
     Watch(Vec<EventOutcome>),
-    /// [`WriteOp::PutNonResource`] and [`WriteOp::SetLastHealthy`].
+    /// [`WriteOp::PutNonResource`], [`WriteOp::SetLastHealthy`] and
+    /// [`WriteOp::JournalRemove`].
     Done,
+    /// [`WriteOp::LocalWrite`] and [`WriteOp::JournalAppend`]: the journal sequence number
+    /// assigned, if an entry was appended.
+    Journaled(Option<u64>),
 }
 
 /// What [`check_schema`] found in an opened file.
@@ -153,6 +183,13 @@ pub(crate) fn check_schema(
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+        match txn.open_table(JOURNAL) {
+            Ok(_) => {}
+            Err(e @ (TableError::TableTypeMismatch { .. } | TableError::TableIsMultimap(_))) => {
+                return Ok(SchemaCheck::Mismatch("schema", e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
         }
         let mut meta = match txn.open_table(META) {
             Ok(t) => t,
@@ -421,6 +458,7 @@ struct Tables<'t> {
     lists: Tbl<'t>,
     nonresource: Tbl<'t>,
     meta: Tbl<'t>,
+    journal: Table<'t, u64, &'static [u8]>,
     metrics: &'t StoreMetrics,
 }
 
@@ -431,6 +469,7 @@ impl<'t> Tables<'t> {
             lists: txn.open_table(LISTS)?,
             nonresource: txn.open_table(NONRESOURCE)?,
             meta: txn.open_table(META)?,
+            journal: txn.open_table(JOURNAL)?,
             metrics,
         })
     }
@@ -472,7 +511,38 @@ impl<'t> Tables<'t> {
                     .insert(META_LAST_HEALTHY, unix_ms.to_string().as_bytes())?;
                 OpOutcome::Done
             }
+            WriteOp::LocalWrite {
+                component,
+                gvr,
+                object,
+                journal,
+            } => {
+                self.metrics.write_ops.inc();
+                let k = key::object_key(&object.key(component, gvr));
+                self.objects
+                    .insert(k.as_str(), encode_value(object).as_slice())?;
+                OpOutcome::Journaled(match journal {
+                    Some(entry) => Some(self.append(entry)?),
+                    None => None,
+                })
+            }
+            WriteOp::JournalAppend { entry } => OpOutcome::Journaled(Some(self.append(entry)?)),
+            WriteOp::JournalRemove { seq } => {
+                self.journal.remove(*seq)?;
+                OpOutcome::Done
+            }
         })
+    }
+
+    /// Appends a journal entry after the last one and returns its sequence number.
+    fn append(&mut self, entry: &[u8]) -> Result<u64, StoreError> {
+        let seq = match self.journal.last()? {
+            Some((k, _)) => k.value() + 1,
+            None => 1,
+        };
+        self.journal.insert(seq, entry)?;
+        self.metrics.write_ops.inc();
+        Ok(seq)
     }
 
     fn event(
@@ -701,6 +771,60 @@ impl Snapshot {
             resource_version,
             meta: self.list_meta(&scope.key())?,
         })
+    }
+
+    /// Visits the objects of `scope` like [`list`](Self::list) does, in key order, without
+    /// collecting them: `f` gets each selected object's resourceVersion and JSON and returns
+    /// whether to go on. This is what streams an offline list.
+    pub fn scan(
+        &self,
+        scope: &ListScope,
+        mut f: impl FnMut(&str, &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let table = self.txn.open_table(OBJECTS)?;
+        match candidates(scope) {
+            Candidates::Point(k) => {
+                if let Some(g) = table.get(k.as_str())? {
+                    let v = decode_value(g.value())?;
+                    if selects(scope, &v) {
+                        f(v.rv, v.json);
+                    }
+                }
+            }
+            Candidates::Range(start, end) => {
+                for entry in table.range(start.as_str()..end.as_str())? {
+                    let (_, g) = entry?;
+                    let v = decode_value(g.value())?;
+                    if selects(scope, &v) && !f(v.rv, v.json) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The paths of every stored non-resource document.
+    pub fn nonresource_paths(&self) -> Result<Vec<String>, StoreError> {
+        let table = self.txn.open_table(NONRESOURCE)?;
+        let mut paths = Vec::new();
+        for e in table.iter()? {
+            let (k, _) = e?;
+            paths.push(key::decode_nonresource_key(k.value())?);
+        }
+        Ok(paths)
+    }
+
+    /// The journal, oldest entry first: sequence number and entry.
+    pub fn journal(&self) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        let table = self.txn.open_table(JOURNAL)?;
+        table
+            .iter()?
+            .map(|e| {
+                let (k, v) = e?;
+                Ok((k.value(), Bytes::copy_from_slice(v.value())))
+            })
+            .collect()
     }
 
     /// The recorded metadata of one list scope.

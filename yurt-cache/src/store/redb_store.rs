@@ -254,6 +254,63 @@ impl RedbStore {
         wait(rx, self.inner.timeout).await
     }
 
+    /// An offline write: stores `object` (the cached copy with a local change applied, no
+    /// resourceVersion compare) and appends `journal` to the journal in one durable
+    /// transaction. Returns the entry's sequence number.
+    pub async fn local_write(
+        &self,
+        component: &str,
+        gvr: &Gvr,
+        object: Object,
+        journal: Option<Bytes>,
+    ) -> Result<Option<u64>, StoreError> {
+        match self
+            .write(WriteOp::LocalWrite {
+                component: component.to_owned(),
+                gvr: gvr.clone(),
+                object,
+                journal,
+            })
+            .await?
+        {
+            OpOutcome::Journaled(seq) => Ok(seq),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Appends an entry to the journal (durably); returns its sequence number.
+    pub async fn journal_append(&self, entry: Bytes) -> Result<u64, StoreError> {
+        match self.write(WriteOp::JournalAppend { entry }).await? {
+            OpOutcome::Journaled(Some(seq)) => Ok(seq),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Removes a journal entry (durably).
+    pub async fn journal_remove(&self, seq: u64) -> Result<(), StoreError> {
+        self.write(WriteOp::JournalRemove { seq }).await.map(|_| ())
+    }
+
+    /// Runs `f` on a fresh snapshot on the blocking pool, bounded by the store's timeout: for
+    /// callers that read several things consistently (offline serving).
+    pub async fn read_snapshot<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Snapshot) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.read(f).await
+    }
+
+    /// The bound of every wait ([`StoreConfig::op_timeout`]).
+    pub fn op_timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The journal, oldest entry first.
+    pub async fn journal(&self) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        self.read(|s| s.journal()).await
+    }
+
     fn send(&self, cmd: Command) -> Result<(), StoreError> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(StoreError::Closed);

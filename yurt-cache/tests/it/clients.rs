@@ -153,7 +153,7 @@ async fn cached_pods(store: &RedbStore) -> Vec<(String, String)> {
 }
 
 /// Whether an external tool is usable; otherwise skips (fails in CI) with a message.
-fn tool(path: &str, check: &[&str]) -> bool {
+pub(crate) fn tool(path: &str, check: &[&str]) -> bool {
     let ok = Command::new(path)
         .args(check)
         .stdout(Stdio::null())

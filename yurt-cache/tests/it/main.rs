@@ -12,6 +12,7 @@ mod hubconfig;
 mod integrity;
 mod lease;
 mod net;
+mod offline;
 mod request_info;
 mod server;
 mod store;

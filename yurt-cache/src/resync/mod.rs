@@ -1,0 +1,353 @@
+//! Reconnect: what the hub does each time a kube-apiserver turns healthy after none was.
+//!
+//! [`Resync::spawn`] starts one task that follows the health channel. On every transition from
+//! "no server healthy" (including start-up) to "some server healthy" it runs a pass:
+//!
+//! 1. **Offline watches end** by themselves (each follows the same channel, see
+//!    [`local`](crate::local)), so clients re-list and re-watch upstream.
+//! 2. **The journal is replayed** in order, through the given service (the balancer), with the
+//!    hub's own identity:
+//!    - writes to `/status` are coalesced: only the last one per object is sent, as a JSON
+//!      merge patch of the object's final status (preconditioned on its uid), because status
+//!      belongs to kubelet and the last offline state is the truth; earlier ones are dropped
+//!      (`coalesced`);
+//!    - other updates and patches are sent as received; an update carries the resourceVersion
+//!      it was based on, so if the cloud changed the object meanwhile the answer is 409 and
+//!      the cloud's version wins (`conflict`);
+//!    - creates (Events) are posted; `409 AlreadyExists` counts as applied.
+//!
+//!    Each outcome is logged and counted in [`ResyncMetrics::replayed`]: `applied`,
+//!    `coalesced`, `conflict`, `gone` (404: the object was deleted upstream), `rejected`
+//!    (another 4xx), and `retry` (5xx, 429 or no answer: the pass stops there, keeping the
+//!    order, and retries after [`ResyncConfig::retry_interval`] while a server stays healthy).
+//!    An entry leaves the journal only once its outcome is final.
+//! 3. **Non-resource documents are refreshed**: every stored `/version`, discovery and
+//!    OpenAPI document is fetched again and replaced.
+//! 4. **Pod garbage collection**, in the first pass after start-up only (upstream §1.19):
+//!    kubelet's cached pods that the cloud no longer has on this node (list with
+//!    `fieldSelector=spec.nodeName=<node>`) are dropped from the cache, never all of them at
+//!    once: if the cloud's answer would remove every cached pod, nothing is removed and a
+//!    warning is logged (an empty answer is more likely a wrong view than an empty node).
+//!
+//! # Ownership and failure
+//!
+//! The task is owned by the [`Resync`] handle: [`Resync::shutdown`] stops it (bounded) and
+//! dropping the handle aborts it. Every upstream request is bounded by
+//! [`ResyncConfig::request_timeout`]; failures are logged and retried at the next pass, never
+//! fatal.
+
+mod metrics;
+mod replay;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::{Service, ServiceExt};
+
+pub use metrics::{ReplayLabels, ResyncMetrics};
+
+use crate::body::Body;
+use crate::health::HealthSnapshot;
+use crate::store::{Gvr, ListScope, ObjectKey, RedbStore, Store};
+
+/// The User-Agent of the hub's own resync requests.
+pub(crate) const USER_AGENT: &str = concat!("yurthub/", env!("CARGO_PKG_VERSION"));
+
+/// Settings of a [`Resync`].
+#[derive(Debug, Clone)]
+pub struct ResyncConfig {
+    /// This node's name (pod garbage collection lists its pods).
+    pub node_name: String,
+    /// Bound of each upstream request (default 10 s).
+    pub request_timeout: Duration,
+    /// Pause before a pass that stopped at a retryable failure runs again (default 5 s).
+    pub retry_interval: Duration,
+    /// Drop kubelet's cached pods the cloud no longer has, at the first pass (default on).
+    pub gc_pods_on_start: bool,
+    /// Largest document or pod list read (default 64 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl ResyncConfig {
+    /// Defaults for `node_name`.
+    pub fn new(node_name: &str) -> Self {
+        ResyncConfig {
+            node_name: node_name.to_owned(),
+            request_timeout: Duration::from_secs(10),
+            retry_interval: Duration::from_secs(5),
+            gc_pods_on_start: true,
+            max_body_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The reconnect task; see the [module docs](self).
+#[derive(Debug)]
+pub struct Resync {
+    task: Option<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    metrics: ResyncMetrics,
+}
+
+impl Resync {
+    /// Starts following `health`; upstream requests go through `service` (the balancer, or a
+    /// stack below the cache layer).
+    pub fn spawn<S>(
+        service: S,
+        store: RedbStore,
+        health: watch::Receiver<HealthSnapshot>,
+        config: ResyncConfig,
+    ) -> Resync
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send,
+    {
+        let metrics = ResyncMetrics::default();
+        let (stop, stopped) = watch::channel(false);
+        let worker = Worker {
+            service,
+            store,
+            config,
+            metrics: metrics.clone(),
+        };
+        let task = tokio::spawn(worker.run(health, stopped));
+        Resync {
+            task: Some(task),
+            stop,
+            metrics,
+        }
+    }
+
+    /// The counters (register them with [`ResyncMetrics::register`]).
+    pub fn metrics(&self) -> &ResyncMetrics {
+        &self.metrics
+    }
+
+    /// Stops the task and waits for it (at most 5 s; a request in flight is abandoned).
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Resync {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+struct Worker<S> {
+    service: S,
+    store: RedbStore,
+    config: ResyncConfig,
+    metrics: ResyncMetrics,
+}
+
+impl<S> Worker<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    async fn run(
+        self,
+        mut health: watch::Receiver<HealthSnapshot>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut first = true;
+        loop {
+            // Wait for a healthy server.
+            tokio::select! {
+                r = health.wait_for(|h| h.any_healthy()) => if r.is_err() { return },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            self.metrics.passes.inc();
+            let complete = self.pass(first).await;
+            first = false;
+            if !complete {
+                // Retry while healthy; a flip to unhealthy waits for the next transition.
+                tokio::select! {
+                    _ = tokio::time::sleep(self.config.retry_interval) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                continue;
+            }
+            // Wait until no server is healthy, then for the next transition.
+            tokio::select! {
+                r = health.wait_for(|h| !h.any_healthy()) => if r.is_err() { return },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// One pass; `false` if the journal replay stopped at a retryable failure.
+    async fn pass(&self, first: bool) -> bool {
+        let complete = replay::replay(self).await;
+        self.refresh_documents().await;
+        if first && self.config.gc_pods_on_start {
+            self.gc_pods().await;
+        }
+        complete
+    }
+
+    /// Sends one request upstream, bounded; `None` if there was no answer in time.
+    async fn send(&self, req: Request<Body>) -> Option<Response<Body>> {
+        let svc = self.service.clone();
+        match tokio::time::timeout(self.config.request_timeout, svc.oneshot(req)).await {
+            Ok(Ok(resp)) => Some(resp),
+            Ok(Err(never)) => match never {},
+            Err(_) => None,
+        }
+    }
+
+    /// Reads a response body, bounded in size and time.
+    async fn body(&self, resp: Response<Body>) -> Option<Bytes> {
+        let limited = http_body_util::Limited::new(resp.into_body(), self.config.max_body_bytes);
+        match tokio::time::timeout(self.config.request_timeout, limited.collect()).await {
+            Ok(Ok(c)) => Some(c.to_bytes()),
+            _ => None,
+        }
+    }
+
+    fn get(path_and_query: &str) -> Request<Body> {
+        let mut req = Request::new(Body::empty());
+        *req.uri_mut() = path_and_query.parse().unwrap_or_default();
+        let h = req.headers_mut();
+        h.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(USER_AGENT),
+        );
+        h.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json"),
+        );
+        req
+    }
+
+    async fn refresh_documents(&self) {
+        let paths = match self.store.read_snapshot(|s| s.nonresource_paths()).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "resync: could not read the cached documents");
+                return;
+            }
+        };
+        for path in paths {
+            let Some(resp) = self.send(Self::get(&path)).await else {
+                continue;
+            };
+            if !resp.status().is_success() {
+                tracing::debug!(%path, status = %resp.status(), "resync: document not refreshed");
+                continue;
+            }
+            let Some(body) = self.body(resp).await else {
+                continue;
+            };
+            match self.store.put_nonresource(&path, body).await {
+                Ok(()) => {
+                    self.metrics.documents.inc();
+                }
+                Err(e) => tracing::warn!(%path, error = %e, "resync: could not store a document"),
+            }
+        }
+    }
+
+    async fn gc_pods(&self) {
+        #[derive(serde::Deserialize)]
+        struct List {
+            items: Vec<Item>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Item {
+            metadata: Meta,
+        }
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            #[serde(default)]
+            namespace: String,
+            name: String,
+        }
+        let node = &self.config.node_name;
+        let query = format!("/api/v1/pods?fieldSelector=spec.nodeName%3D{node}");
+        let Some(resp) = self.send(Self::get(&query)).await else {
+            return;
+        };
+        if !resp.status().is_success() {
+            tracing::warn!(status = %resp.status(), "resync: pod garbage collection skipped: the cloud did not list this node's pods");
+            return;
+        }
+        let Some(body) = self.body(resp).await else {
+            return;
+        };
+        let Ok(list) = serde_json::from_slice::<List>(&body) else {
+            tracing::warn!("resync: pod garbage collection skipped: the pod list did not decode");
+            return;
+        };
+        let upstream: std::collections::HashSet<(String, String)> = list
+            .items
+            .into_iter()
+            .map(|i| (i.metadata.namespace, i.metadata.name))
+            .collect();
+        let pods = Gvr::new("", "v1", "pods");
+        let scope_pods = pods.clone();
+        let cached = self
+            .store
+            .read_snapshot(move |snap| {
+                let scope = ListScope::parse("kubelet", &scope_pods, "", "", "")?;
+                let mut keys = Vec::new();
+                snap.scan(&scope, |_, json| {
+                    if let Some(k) = crate::local::endpoints::pod_key(json) {
+                        keys.push(k);
+                    }
+                    true
+                })?;
+                Ok(keys)
+            })
+            .await
+            .unwrap_or_default();
+        let doomed: Vec<&(String, String)> =
+            cached.iter().filter(|k| !upstream.contains(*k)).collect();
+        if doomed.is_empty() {
+            return;
+        }
+        if doomed.len() == cached.len() {
+            tracing::warn!(
+                cached = cached.len(),
+                "resync: the cloud lists none of the cached kubelet pods of this node; keeping them all rather than dropping every one"
+            );
+            return;
+        }
+        for (ns, name) in doomed {
+            let key = ObjectKey::new("kubelet", &pods, ns, name);
+            match self.store.delete(&key, None).await {
+                Ok(_) => {
+                    self.metrics.pods_collected.inc();
+                    tracing::info!(namespace = %ns, pod = %name, "resync: dropped a cached pod the cloud no longer has");
+                }
+                Err(e) => tracing::warn!(error = %e, "resync: could not drop a cached pod"),
+            }
+        }
+    }
+}
