@@ -1,6 +1,7 @@
 //! The tee task: decodes the chunks a [`TeeBody`](super::body::TeeBody) copies to it and writes
 //! what they hold into the store.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use super::json_stream::{ListStream, ObjectStream};
 use super::metrics::CacheMetrics;
 use super::policy::Plan;
 use crate::store::{
-    DeleteOutcome, EventKind, EventOutcome, Gvr, ListMeta, ListScope, Object, PutOutcome,
+    DeleteOutcome, EventKind, EventOutcome, Gvr, ListMeta, ListScope, MetaHead, Object, PutOutcome,
     RedbStore, Store, StoreError, WatchEvent,
 };
 
@@ -129,7 +130,7 @@ impl Tee {
         let mut split = ListStream::new(self.max_bytes);
         let mut items = Vec::new();
         while let Some(chunk) = rx.recv().await {
-            for item in split.feed(&chunk).map_err(decode_err)? {
+            for item in split.feed_bytes(&chunk).map_err(decode_err)? {
                 if let Some(object) = storable(&scope.gvr, item)? {
                     items.push(object);
                 }
@@ -237,10 +238,14 @@ struct ListMetadata {
     continue_token: String,
 }
 
+/// What the tee reads of an object, in one pass: `kind`, `spec.nodeName` and the metadata the
+/// store indexes.
 #[derive(Deserialize)]
 struct Head<'a> {
     #[serde(default, borrow)]
-    kind: Option<&'a str>,
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    metadata: Option<MetaHead<'a>>,
     #[serde(default)]
     spec: Option<PodSpecHead>,
 }
@@ -262,15 +267,15 @@ struct EventHead<'a> {
 /// The object to store for a response or list item: `None` for a `Status` (never stored) and
 /// for a pod not bound to a node (upstream's rule); an error if the body is not an object.
 fn storable(gvr: &Gvr, json: Bytes) -> Result<Option<Object>, GiveUp> {
-    let head: Head<'_> =
-        serde_json::from_slice(&json).map_err(|e| GiveUp("decode", e.to_string()))?;
-    if head.kind == Some("Status") {
+    let text = std::str::from_utf8(&json).map_err(|e| GiveUp("decode", e.to_string()))?;
+    let head: Head<'_> = serde_json::from_str(text).map_err(|e| GiveUp("decode", e.to_string()))?;
+    if head.kind.as_deref() == Some("Status") {
         return Ok(None);
     }
     if is_pods(gvr) && head.spec.is_none_or(|s| s.node_name.is_empty()) {
         return Ok(None);
     }
-    Object::from_json(json)
+    Object::with_meta(json.clone(), head.metadata)
         .map(Some)
         .map_err(|e| GiveUp("decode", e.to_string()))
 }

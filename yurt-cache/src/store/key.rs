@@ -44,7 +44,14 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Appends the escaped form of `segment` to `out`.
 pub fn escape_segment(segment: &str, out: &mut String) {
-    for &b in segment.as_bytes() {
+    // Most segments need no escape: copy them whole.
+    let clean = segment
+        .as_bytes()
+        .iter()
+        .position(|&b| !is_unreserved(b))
+        .unwrap_or(segment.len());
+    out.push_str(&segment[..clean]);
+    for &b in &segment.as_bytes()[clean..] {
         if is_unreserved(b) {
             out.push(char::from(b));
         } else {
@@ -134,13 +141,19 @@ pub fn prefix_range(segments: &[&str]) -> (String, String) {
 
 /// The `objects` key of `key`.
 pub fn object_key(key: &ObjectKey) -> String {
+    object_key_of(&key.component, &key.gvr, &key.namespace, &key.name)
+}
+
+/// The `objects` key of an object given by its parts (the same key as [`object_key`], without
+/// building an [`ObjectKey`]).
+pub fn object_key_of(component: &str, gvr: &Gvr, namespace: &str, name: &str) -> String {
     encode(&[
-        &key.component,
-        &key.gvr.group,
-        &key.gvr.version,
-        &key.gvr.resource,
-        &key.namespace,
-        &key.name,
+        component,
+        &gvr.group,
+        &gvr.version,
+        &gvr.resource,
+        namespace,
+        name,
     ])
 }
 

@@ -144,6 +144,8 @@ mod redb_store;
 pub mod rv;
 mod types;
 
+pub(crate) use types::MetaHead;
+
 use std::future::Future;
 use std::time::Duration;
 

@@ -171,8 +171,9 @@ struct Head<'a> {
     metadata: Option<MetaHead<'a>>,
 }
 
+/// The `metadata` fields the store indexes, borrowed from the object's JSON where possible.
 #[derive(Deserialize)]
-struct MetaHead<'a> {
+pub(crate) struct MetaHead<'a> {
     #[serde(borrow, default)]
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -192,9 +193,13 @@ impl Object {
             .map_err(|e| StoreError::InvalidObject(format!("not UTF-8: {e}")))?;
         let head: Head<'_> = serde_json::from_str(text)
             .map_err(|e| StoreError::InvalidObject(format!("not a JSON object: {e}")))?;
-        let meta = head
-            .metadata
-            .ok_or_else(|| StoreError::InvalidObject("no metadata".into()))?;
+        Self::with_meta(json.clone(), head.metadata)
+    }
+
+    /// Builds an object from `json` and its `metadata`, already parsed (and `json` already
+    /// checked to be UTF-8 JSON) by a caller that reads more of the object in the same pass.
+    pub(crate) fn with_meta(json: Bytes, meta: Option<MetaHead<'_>>) -> Result<Self, StoreError> {
+        let meta = meta.ok_or_else(|| StoreError::InvalidObject("no metadata".into()))?;
         let name = meta.name.unwrap_or_default().into_owned();
         if name.is_empty() {
             return Err(StoreError::InvalidObject("no metadata.name".into()));
