@@ -1,5 +1,6 @@
 //! What the hub adds to a client's requests: GET of one object, LIST of 1,000 and 10,000
-//! ConfigMaps, and watch-event latency (a write made directly on the apiserver until the event
+//! ConfigMaps (unchanged between iterations, and with one ConfigMap modified before each
+//! iteration, `_changing`), and watch-event latency (a write made directly on the apiserver until the event
 //! reaches a client's open watch), each direct to a test apiserver and through the hub in the
 //! same process (listener, request info, metrics, cache layer, balancer, upstream client).
 //!
@@ -202,6 +203,25 @@ impl Rig {
         start.elapsed()
     }
 
+    /// Changes one ConfigMap of `ns` (holding `n` of them) directly on the apiserver.
+    async fn modify_one(&self, ns: &str, n: usize) {
+        let seq = {
+            let mut next = self.next.borrow_mut();
+            *next += 1;
+            *next
+        };
+        let name = format!("cm-{}", seq as usize % n);
+        let patch = serde_json::json!({"data": {"changed": seq.to_string()}});
+        let req = http::Request::patch(format!("/api/v1/namespaces/{ns}/configmaps/{name}"))
+            .header(http::header::CONTENT_TYPE, "application/merge-patch+json")
+            .body(serde_json::to_vec(&patch).expect("json"))
+            .expect("request");
+        tokio::time::timeout(BOUND, self.direct.request_text(req))
+            .await
+            .expect("patched in time")
+            .expect("patch");
+    }
+
     fn record(&self, bench: &str, path: &'static str, took: Duration, ops: u64) {
         let mut t = self.timings.borrow_mut();
         let e = t.entry((bench.to_owned(), path)).or_default();
@@ -248,6 +268,38 @@ fn benches(c: &mut Criterion, rig: &Rig) {
         }
         group.finish();
     }
+    // The same lists while the collection changes: before each (untimed) iteration one
+    // ConfigMap of the namespace is modified directly on the apiserver, so every list through
+    // the hub has one changed item for the cache to rewrite (the lists above are unchanged
+    // between iterations after the first, the cache's cheapest case).
+    for (bench, ns) in [("list_1k_changing", "n1k"), ("list_10k_changing", "n10k")] {
+        let uri = format!("/api/v1/namespaces/{ns}/configmaps");
+        let n = LISTS.iter().find(|(n, _)| *n == ns).map_or(1, |(_, n)| *n);
+        let mut group = c.benchmark_group(format!("hub_proxy/{bench}"));
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(3));
+        for path in ["direct", "hub"] {
+            group.bench_function(path, |b| {
+                b.iter_custom(|iters| {
+                    let took = rig.rt.block_on(async {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            rig.modify_one(ns, n).await;
+                            let start = Instant::now();
+                            std::hint::black_box(rig.get(path, &uri).await);
+                            total += start.elapsed();
+                        }
+                        total
+                    });
+                    rig.record(bench, path, took, iters);
+                    took
+                })
+            });
+        }
+        group.finish();
+    }
     let mut group = c.benchmark_group("hub_proxy/watch_event");
     group
         .sample_size(10)
@@ -277,10 +329,17 @@ fn summary(rig: &Rig) {
         "\nhub_proxy summary (mean per operation over every iteration criterion ran, warm-up included):"
     );
     println!(
-        "{:<12} {:>14} {:>14} {:>10}",
+        "{:<18} {:>14} {:>14} {:>10}",
         "operation", "direct", "hub", "hub/direct"
     );
-    for bench in ["get_one", "list_1k", "list_10k", "watch_event"] {
+    for bench in [
+        "get_one",
+        "list_1k",
+        "list_10k",
+        "list_1k_changing",
+        "list_10k_changing",
+        "watch_event",
+    ] {
         let mean = |path: &'static str| {
             t.get(&(bench.to_owned(), path))
                 .filter(|(_, n)| *n > 0)
@@ -288,12 +347,12 @@ fn summary(rig: &Rig) {
         };
         match (mean("direct"), mean("hub")) {
             (Some(d), Some(h)) => println!(
-                "{bench:<12} {:>11.1} µs {:>11.1} µs {:>10.2}",
+                "{bench:<18} {:>11.1} µs {:>11.1} µs {:>10.2}",
                 d * 1e6,
                 h * 1e6,
                 h / d
             ),
-            _ => println!("{bench:<12} (not measured: filtered out)"),
+            _ => println!("{bench:<18} (not measured: filtered out)"),
         }
     }
 }

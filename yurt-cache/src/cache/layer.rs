@@ -1,6 +1,9 @@
+use std::sync::Arc;
+
 use tokio::sync::watch;
 use tower::Layer;
 
+use super::tee::PageChains;
 use super::{CacheAgents, CacheMetrics, CacheService};
 use crate::store::RedbStore;
 
@@ -11,7 +14,7 @@ const DEFAULT_TEE_CAPACITY: usize = 1024;
 const DEFAULT_MAX_BYTES: usize = 32 << 20;
 
 /// Wraps a service in [`CacheService`]; see the [module docs](super). Clones share the store,
-/// the agents channel and the metrics.
+/// the agents channel, the metrics and the pending chains of list pages.
 #[derive(Debug, Clone)]
 pub struct CacheLayer {
     pub(super) store: RedbStore,
@@ -19,6 +22,8 @@ pub struct CacheLayer {
     pub(super) metrics: CacheMetrics,
     pub(super) tee_capacity: usize,
     pub(super) max_bytes: usize,
+    /// Pending chains of list pages, shared by the layer's clones.
+    pub(super) pages: Arc<PageChains>,
 }
 
 impl CacheLayer {
@@ -31,6 +36,7 @@ impl CacheLayer {
             metrics: CacheMetrics::default(),
             tee_capacity: DEFAULT_TEE_CAPACITY,
             max_bytes: DEFAULT_MAX_BYTES,
+            pages: Arc::default(),
         }
     }
 

@@ -25,6 +25,9 @@ use super::types::{
 };
 use super::{CommitTicket, Store};
 
+/// Default of [`StoreConfig::cache_size_bytes`].
+const DEFAULT_CACHE_SIZE_BYTES: usize = 4 << 20;
+
 /// How a [`RedbStore`] is opened and how it commits.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -41,7 +44,12 @@ pub struct StoreConfig {
     pub max_pending_events: usize,
     /// Upper bound of every wait of a caller (queue room, commit, read) and of shutdown.
     pub op_timeout: Duration,
-    /// redb page cache size in bytes.
+    /// redb page cache size in bytes: pages read and pages written by the open transaction
+    /// (redb flushes written pages early once the cache is full). The cache is resident memory
+    /// of the hub, up to this size; a miss is a `pread` of the file, usually from the
+    /// kernel's page cache. Default 4 MiB: a hub's reads are lists (one sequential scan of a
+    /// range) and single objects, which do not need the file in memory, and an edge node is
+    /// short of memory. Raise it for a hub that serves large lists offline often.
     pub cache_size_bytes: usize,
     /// Run the full integrity check on open (recommended; it reads the whole file once).
     pub verify_on_open: bool,
@@ -52,7 +60,7 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// Defaults: N = 1024 events, T = 10 ms, 65,536 pending events, 30 s timeout, 64 MiB page
+    /// Defaults: N = 1024 events, T = 10 ms, 65,536 pending events, 30 s timeout, 4 MiB page
     /// cache, integrity check on, two quarantined copies kept.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
@@ -62,7 +70,7 @@ impl StoreConfig {
             group_commit_window: Duration::from_millis(10),
             max_pending_events: 65_536,
             op_timeout: Duration::from_secs(30),
-            cache_size_bytes: 64 << 20,
+            cache_size_bytes: DEFAULT_CACHE_SIZE_BYTES,
             verify_on_open: true,
             keep_quarantined: 2,
             metrics: StoreMetrics::default(),

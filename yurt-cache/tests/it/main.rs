@@ -12,6 +12,7 @@ mod hubconfig;
 mod integrity;
 mod lease;
 mod net;
+mod pages;
 mod request_info;
 mod server;
 mod store;
