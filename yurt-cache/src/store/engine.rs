@@ -207,8 +207,8 @@ pub(crate) fn check_schema(
 }
 
 pub(crate) fn encode_value(obj: &Object) -> Vec<u8> {
-    let rv = obj.resource_version.as_bytes();
-    let labels = obj.labels.as_bytes();
+    let rv = obj.resource_version().as_bytes();
+    let labels = obj.labels().as_bytes();
     let mut v = Vec::with_capacity(1 + 2 + rv.len() + 4 + labels.len() + obj.json.len());
     v.push(VALUE_FORMAT);
     // Lengths are bounded when the Object is built (rv <= u16::MAX); labels fit u32 because the
@@ -442,7 +442,7 @@ impl<'t> Tables<'t> {
                 gvr,
                 object,
             } => OpOutcome::Put(self.put_optimistic(
-                &key::object_key_of(component, gvr, &object.namespace, &object.name),
+                &key::object_key_of(component, gvr, object.namespace(), object.name()),
                 object,
             )?),
             WriteOp::Delete {
@@ -482,13 +482,13 @@ impl<'t> Tables<'t> {
         gvr: &Gvr,
         e: &WatchEvent,
     ) -> Result<EventOutcome, StoreError> {
-        let k = key::object_key_of(component, gvr, &e.object.namespace, &e.object.name);
+        let k = key::object_key_of(component, gvr, e.object.namespace(), e.object.name());
         Ok(match e.kind {
             EventKind::Added | EventKind::Modified => {
                 EventOutcome::Put(self.put_optimistic(&k, &e.object)?)
             }
             EventKind::Deleted => {
-                EventOutcome::Delete(self.delete(&k, Some(&e.object.resource_version))?)
+                EventOutcome::Delete(self.delete(&k, Some(e.object.resource_version()))?)
             }
             EventKind::Bookmark => EventOutcome::Ignored,
         })
@@ -508,7 +508,7 @@ impl<'t> Tables<'t> {
                 }
                 // A value this build cannot decode is overwritten rather than wedging the key.
                 if let Ok(v) = decode_value(stored)
-                    && rv::is_older(&obj.resource_version, v.rv)
+                    && rv::is_older(obj.resource_version(), v.rv)
                 {
                     self.metrics.stale_writes.inc();
                     return Ok(PutOutcome::Stale {
@@ -541,7 +541,7 @@ impl<'t> Tables<'t> {
             return Ok(PutOutcome::Unchanged);
         }
         if let Ok(v) = decode_value(&old)
-            && rv::is_older(&obj.resource_version, v.rv)
+            && rv::is_older(obj.resource_version(), v.rv)
         {
             let stored = v.rv.to_owned();
             self.objects.insert(k, old.as_slice())?;
@@ -620,7 +620,7 @@ impl<'t> Tables<'t> {
     ) -> Result<(), StoreError> {
         let keys: Vec<String> = items
             .iter()
-            .map(|o| key::object_key_of(&scope.component, &scope.gvr, &o.namespace, &o.name))
+            .map(|o| key::object_key_of(&scope.component, &scope.gvr, o.namespace(), o.name()))
             .collect();
         // 1. The stored object, if the list no longer holds it.
         if !keys.iter().any(|i| i == k) {
@@ -655,14 +655,10 @@ impl<'t> Tables<'t> {
         end: &str,
         out: &mut ReplaceOutcome,
     ) -> Result<(), StoreError> {
+        let prefix = key::objects_prefix(&scope.component, &scope.gvr);
         let mut sorted: Vec<(String, &Object)> = items
             .iter()
-            .map(|o| {
-                (
-                    key::object_key_of(&scope.component, &scope.gvr, &o.namespace, &o.name),
-                    o,
-                )
-            })
+            .map(|o| (key::object_key_in(&prefix, o.namespace(), o.name()), o))
             .collect();
         // Stable: items sharing a key keep their order (each later one goes through `put`).
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
@@ -685,7 +681,7 @@ impl<'t> Tables<'t> {
                     self.metrics.write_ops.inc();
                     match decode_value(v) {
                         Ok(stored) if same_value(&stored, obj) => out.kept += 1,
-                        Ok(stored) if rv::is_older(&obj.resource_version, stored.rv) => {
+                        Ok(stored) if rv::is_older(obj.resource_version(), stored.rv) => {
                             self.metrics.stale_writes.inc();
                             out.kept += 1;
                         }
@@ -727,7 +723,9 @@ impl<'t> Tables<'t> {
 
 /// Whether a stored value holds exactly what [`encode_value`] would write for `obj`.
 fn same_value(stored: &ValueRef<'_>, obj: &Object) -> bool {
-    stored.rv == obj.resource_version && stored.labels == obj.labels && stored.json == &obj.json[..]
+    stored.rv == obj.resource_version()
+        && stored.labels == obj.labels()
+        && stored.json == &obj.json[..]
 }
 
 /// Adds one item's put outcome to a replace's counts.
