@@ -46,7 +46,7 @@
 //!   memory by the layer and keyed by the scope and that token; the page continuing the token
 //!   takes the chain and adds its items, and the last page (no `continue`) replaces the scope
 //!   with the items of every page at the first page's resourceVersion (the apiserver serves a
-//!   whole chain from that one snapshot). A chain is bounded: at most 16 chains and 64 MiB of
+//!   whole chain from that one snapshot). A chain is bounded: at most 16 chains and 32 MiB of
 //!   items are pending (the oldest chain is evicted first), and a chain whose next page does
 //!   not come within 60 s is dropped. A chain that is abandoned, broken (a page not 2xx, not
 //!   decoded, cut short) or evicted never replaces anything; a page continuing a token the

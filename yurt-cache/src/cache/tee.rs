@@ -38,7 +38,7 @@ pub(crate) struct Tee {
 pub(crate) const MAX_CHAINS: usize = 16;
 /// At most this many bytes of items are held by the pending chains together; a chain that
 /// alone exceeds it is dropped, otherwise the oldest chains are evicted to make room.
-pub(crate) const MAX_CHAIN_BYTES: usize = 64 << 20;
+pub(crate) const MAX_CHAIN_BYTES: usize = 32 << 20;
 /// A chain whose next page has not arrived within this time is dropped.
 pub(crate) const CHAIN_TTL: Duration = Duration::from_secs(60);
 /// How long the tee of a page waits for the tee of the previous page to register the chain

@@ -26,7 +26,7 @@ use super::types::{
 use super::{CommitTicket, Store};
 
 /// Default of [`StoreConfig::cache_size_bytes`].
-const DEFAULT_CACHE_SIZE_BYTES: usize = 4 << 20;
+const DEFAULT_CACHE_SIZE_BYTES: usize = 2 << 20;
 
 /// How a [`RedbStore`] is opened and how it commits.
 #[derive(Clone, Debug)]
@@ -47,7 +47,7 @@ pub struct StoreConfig {
     /// redb page cache size in bytes: pages read and pages written by the open transaction
     /// (redb flushes written pages early once the cache is full). The cache is resident memory
     /// of the hub, up to this size; a miss is a `pread` of the file, usually from the
-    /// kernel's page cache. Default 4 MiB: a hub's reads are lists (one sequential scan of a
+    /// kernel's page cache. Default 2 MiB: a hub's reads are lists (one sequential scan of a
     /// range) and single objects, which do not need the file in memory, and an edge node is
     /// short of memory. Raise it for a hub that serves large lists offline often.
     pub cache_size_bytes: usize,
@@ -60,7 +60,7 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// Defaults: N = 1024 events, T = 10 ms, 65,536 pending events, 30 s timeout, 4 MiB page
+    /// Defaults: N = 1024 events, T = 10 ms, 65,536 pending events, 30 s timeout, 2 MiB page
     /// cache, integrity check on, two quarantined copies kept.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
