@@ -1,7 +1,7 @@
 //! Paginated lists through the running hub: kube-rs follows `limit` + `continue` as client-go's
 //! pager does, and the cache replaces the scope only when the last page of a chain arrives,
 //! with every page's items at the first page's resourceVersion. A chain the client abandons
-//! midway leaves the scope as it was.
+//! midway leaves the scope as it was. kube-rs' `watcher` with a page size fills the scope too.
 
 use std::time::Duration;
 
@@ -293,5 +293,37 @@ async fn an_abandoned_chain_leaves_the_previous_contents() {
     assert!(complete);
     hub.settled().await;
     assert_eq!(hub.cached().await.0, name_rvs(&items));
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_paging_watcher_fills_the_scope() {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+
+    let hub = Hub::start().await;
+    for i in 0..23 {
+        hub.create(&format!("cm-{i:02}")).await;
+    }
+    // kube-rs' watcher lists in pages of 7 (four pages), then watches.
+    let mut events = watcher(hub.configmaps(), watcher::Config::default().page_size(7)).boxed();
+    let mut seen = Vec::new();
+    bounded("the watcher's initial list", async {
+        loop {
+            match events.next().await {
+                Some(Ok(watcher::Event::InitApply(cm))) => seen.push(cm),
+                Some(Ok(watcher::Event::InitDone)) => break,
+                Some(Ok(_)) => {}
+                other => panic!("watcher: {other:?}"),
+            }
+        }
+    })
+    .await;
+    drop(events);
+    hub.settled().await;
+    assert_eq!(seen.len(), 23);
+    let (cached, meta) = hub.cached().await;
+    assert_eq!(cached, name_rvs(&seen), "every page's objects are cached");
+    assert!(meta.is_some(), "the scope was recorded");
     hub.shutdown().await;
 }
