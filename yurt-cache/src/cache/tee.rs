@@ -150,7 +150,7 @@ impl Tee {
                 reason
             };
             if reason == "partial" {
-                // A page that cannot join a chain (begun before the hub, or dropped): not worth a warning.
+                // A page that cannot join a chain (begun elsewhere, or dropped): no warning.
                 tracing::debug!(verb, reason, %detail, "cache tee skipped a response");
             } else {
                 tracing::warn!(verb, reason, %detail, "cache tee gave up on a response");
