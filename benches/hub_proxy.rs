@@ -1,13 +1,15 @@
 //! What the hub adds to a client's requests: GET of one object, LIST of 1,000 and 10,000
-//! ConfigMaps, and watch-event latency (a write made directly on the apiserver until the event
+//! ConfigMaps (unchanged between iterations, and with one ConfigMap modified before each
+//! iteration, `_changing`), and watch-event latency (a write made directly on the apiserver until the event
 //! reaches a client's open watch), each direct to a test apiserver and through the hub in the
 //! same process (listener, request info, metrics, cache layer, balancer, upstream client).
 //!
 //! The hub client identifies as kubelet, a cached component, so every LIST through the hub is
 //! also teed into the redb cache and every watch event written to it: this is the hub's real
-//! work, not a pass-through. Client, hub and apiserver share the machine's cores and one Tokio
-//! runtime. Besides criterion's report, a summary prints the mean per operation of both paths
-//! and the `hub/direct` ratio, from this run's own timings.
+//! work, not a pass-through. GET and the unchanged LISTs are also measured through the hub as
+//! a component it does not cache (`hub_uncached`): the proxy alone, the floor of the `hub` path. Client, hub and apiserver share the machine's cores and one Tokio
+//! runtime. Besides criterion's report, a summary prints the mean per operation of each path
+//! and its ratio to `direct`, from this run's own timings.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -30,8 +32,31 @@ const LISTS: [(&str, usize); 2] = [("n1k", 1_000), ("n10k", 10_000)];
 const WATCHED: &str = "watched";
 const BOUND: Duration = Duration::from_secs(60);
 
-/// Total time and operations per (benchmark, path).
-type Timings = BTreeMap<(String, &'static str), (Duration, u64)>;
+/// Total time, operations and process CPU time per (benchmark, path).
+type Timings = BTreeMap<(String, &'static str), (Duration, u64, Duration)>;
+
+/// CPU time (user + system, every thread) this process has used so far, from
+/// `/proc/self/stat` (in USER_HZ ticks, 100 per second on Linux; zero where it is missing).
+/// Unlike wall time it hardly moves when other processes compete for the cores.
+fn cpu_time() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces): state is the first, utime the
+    // 12th and stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
 
 type Lines = futures::io::Lines<Box<dyn futures::AsyncBufRead + Send + Unpin>>;
 
@@ -40,6 +65,8 @@ struct Rig {
     api: TestApiServer,
     direct: kube::Client,
     hub: kube::Client,
+    /// Through the hub as a component it does not cache: the proxy alone, without the tee.
+    hub_uncached: kube::Client,
     _proxy: Server,
     _checker: HealthChecker,
     store: RedbStore,
@@ -81,7 +108,7 @@ impl Rig {
             .build()
             .expect("runtime");
         let dir = tempfile::tempdir().expect("tempdir");
-        let (api, direct, hub, proxy, checker, store) = rt.block_on(async {
+        let (api, direct, hub, hub_uncached, proxy, checker, store) = rt.block_on(async {
             let api = TestApiServer::builder()
                 .bookmark_interval(Duration::from_secs(3600))
                 .start()
@@ -132,12 +159,17 @@ impl Rig {
                 &format!("http://{}", proxy.local_addr()),
                 "kubelet/v1.36.0 (linux/amd64)",
             );
-            (api, direct, hub, proxy, checker, store)
+            let hub_uncached = client(
+                &format!("http://{}", proxy.local_addr()),
+                "yurt-bench-uncached/v0.0.0",
+            );
+            (api, direct, hub, hub_uncached, proxy, checker, store)
         });
         Rig {
             api,
             direct,
             hub,
+            hub_uncached,
             _proxy: proxy,
             _checker: checker,
             store,
@@ -150,10 +182,10 @@ impl Rig {
     }
 
     fn client(&self, path: &'static str) -> &kube::Client {
-        if path == "direct" {
-            &self.direct
-        } else {
-            &self.hub
+        match path {
+            "direct" => &self.direct,
+            "hub_uncached" => &self.hub_uncached,
+            _ => &self.hub,
         }
     }
 
@@ -202,11 +234,31 @@ impl Rig {
         start.elapsed()
     }
 
-    fn record(&self, bench: &str, path: &'static str, took: Duration, ops: u64) {
+    /// Changes one ConfigMap of `ns` (holding `n` of them) directly on the apiserver.
+    async fn modify_one(&self, ns: &str, n: usize) {
+        let seq = {
+            let mut next = self.next.borrow_mut();
+            *next += 1;
+            *next
+        };
+        let name = format!("cm-{}", seq as usize % n);
+        let patch = serde_json::json!({"data": {"changed": seq.to_string()}});
+        let req = http::Request::patch(format!("/api/v1/namespaces/{ns}/configmaps/{name}"))
+            .header(http::header::CONTENT_TYPE, "application/merge-patch+json")
+            .body(serde_json::to_vec(&patch).expect("json"))
+            .expect("request");
+        tokio::time::timeout(BOUND, self.direct.request_text(req))
+            .await
+            .expect("patched in time")
+            .expect("patch");
+    }
+
+    fn record(&self, bench: &str, path: &'static str, took: Duration, ops: u64, cpu: Duration) {
         let mut t = self.timings.borrow_mut();
         let e = t.entry((bench.to_owned(), path)).or_default();
         e.0 += took;
         e.1 += ops;
+        e.2 += cpu;
     }
 }
 
@@ -231,9 +283,10 @@ fn benches(c: &mut Criterion, rig: &Rig) {
             .sample_size(10)
             .warm_up_time(Duration::from_millis(500))
             .measurement_time(Duration::from_secs(3));
-        for path in ["direct", "hub"] {
+        for path in ["direct", "hub", "hub_uncached"] {
             group.bench_function(path, |b| {
                 b.iter_custom(|iters| {
+                    let cpu = cpu_time();
                     let took = rig.rt.block_on(async {
                         let start = Instant::now();
                         for _ in 0..iters {
@@ -241,7 +294,40 @@ fn benches(c: &mut Criterion, rig: &Rig) {
                         }
                         start.elapsed()
                     });
-                    rig.record(bench, path, took, iters);
+                    rig.record(bench, path, took, iters, cpu_time() - cpu);
+                    took
+                })
+            });
+        }
+        group.finish();
+    }
+    // The same lists while the collection changes: before each (untimed) iteration one
+    // ConfigMap of the namespace is modified directly on the apiserver, so every list through
+    // the hub has one changed item for the cache to rewrite (the lists above are unchanged
+    // between iterations after the first, the cache's cheapest case).
+    for (bench, ns) in [("list_1k_changing", "n1k"), ("list_10k_changing", "n10k")] {
+        let uri = format!("/api/v1/namespaces/{ns}/configmaps");
+        let n = LISTS.iter().find(|(n, _)| *n == ns).map_or(1, |(_, n)| *n);
+        let mut group = c.benchmark_group(format!("hub_proxy/{bench}"));
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(3));
+        for path in ["direct", "hub"] {
+            group.bench_function(path, |b| {
+                b.iter_custom(|iters| {
+                    let cpu = cpu_time();
+                    let took = rig.rt.block_on(async {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            rig.modify_one(ns, n).await;
+                            let start = Instant::now();
+                            std::hint::black_box(rig.get(path, &uri).await);
+                            total += start.elapsed();
+                        }
+                        total
+                    });
+                    rig.record(bench, path, took, iters, cpu_time() - cpu);
                     took
                 })
             });
@@ -256,6 +342,7 @@ fn benches(c: &mut Criterion, rig: &Rig) {
     for path in ["direct", "hub"] {
         group.bench_function(path, |b| {
             b.iter_custom(|iters| {
+                let cpu = cpu_time();
                 let took = rig.rt.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
@@ -263,7 +350,7 @@ fn benches(c: &mut Criterion, rig: &Rig) {
                     }
                     total
                 });
-                rig.record("watch_event", path, took, iters);
+                rig.record("watch_event", path, took, iters, cpu_time() - cpu);
                 took
             })
         });
@@ -277,24 +364,60 @@ fn summary(rig: &Rig) {
         "\nhub_proxy summary (mean per operation over every iteration criterion ran, warm-up included):"
     );
     println!(
-        "{:<12} {:>14} {:>14} {:>10}",
-        "operation", "direct", "hub", "hub/direct"
+        "wall: time the client waited; cpu: CPU time of the whole process (client, hub, tee, \
+         store writer, apiserver) per operation, `_changing` including the untimed modification"
     );
-    for bench in ["get_one", "list_1k", "list_10k", "watch_event"] {
-        let mean = |path: &'static str| {
-            t.get(&(bench.to_owned(), path))
-                .filter(|(_, n)| *n > 0)
-                .map(|(d, n)| d.as_secs_f64() / *n as f64)
+    println!(
+        "{:<18} {:>11} {:>11} {:>7} {:>11} {:>7} | {:>9} {:>9} {:>7} {:>9} {:>7}",
+        "operation",
+        "direct",
+        "hub",
+        "ratio",
+        "uncached",
+        "ratio",
+        "cpu dir.",
+        "cpu hub",
+        "ratio",
+        "cpu unc.",
+        "ratio"
+    );
+    for bench in [
+        "get_one",
+        "list_1k",
+        "list_10k",
+        "list_1k_changing",
+        "list_10k_changing",
+        "watch_event",
+    ] {
+        let get = |path: &'static str| t.get(&(bench.to_owned(), path)).filter(|e| e.1 > 0);
+        let wall = |path| get(path).map(|e| e.0.as_secs_f64() / e.1 as f64);
+        let cpu = |path| get(path).map(|e| e.2.as_secs_f64() / e.1 as f64);
+        let (Some(d), Some(h), Some(cd), Some(ch)) =
+            (wall("direct"), wall("hub"), cpu("direct"), cpu("hub"))
+        else {
+            println!("{bench:<18} (not measured: filtered out)");
+            continue;
         };
-        match (mean("direct"), mean("hub")) {
-            (Some(d), Some(h)) => println!(
-                "{bench:<12} {:>11.1} µs {:>11.1} µs {:>10.2}",
-                d * 1e6,
-                h * 1e6,
-                h / d
+        let us = |v: f64| format!("{:.1} µs", v * 1e6);
+        let (u, cu) = match (wall("hub_uncached"), cpu("hub_uncached")) {
+            (Some(u), Some(cu)) => (
+                format!("{:>11} {:>7.2}", us(u), u / d),
+                format!("{:>9} {:>7.2}", us(cu), cu / cd.max(f64::MIN_POSITIVE)),
             ),
-            _ => println!("{bench:<12} (not measured: filtered out)"),
-        }
+            _ => (
+                format!("{:>11} {:>7}", "-", "-"),
+                format!("{:>9} {:>7}", "-", "-"),
+            ),
+        };
+        println!(
+            "{bench:<18} {:>11} {:>11} {:>7.2} {u} | {:>9} {:>9} {:>7.2} {cu}",
+            us(d),
+            us(h),
+            h / d,
+            us(cd),
+            us(ch),
+            ch / cd.max(f64::MIN_POSITIVE),
+        );
     }
 }
 

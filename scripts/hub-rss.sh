@@ -92,11 +92,18 @@ store="$(await_line "$hub_pid" "$work/hub.out" "$work/hub.err" 'yurthub: cache s
 echo "hub-rss: apiserver $api_url (pid $api_pid), hub proxy $proxy, management $admin (pid $hub_pid)" >&2
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$hub_pid/status"; }
+# VmRSS split into anonymous memory (heap, stacks), file pages (the binary's code and data)
+# and the peak (VmHWM), for the record.
+rss_detail() {
+    awk '/^(RssAnon|RssFile|RssShmem|VmHWM):/ {printf "%s %s KiB  ", $1, $2} END {print ""}' \
+        "/proc/$hub_pid/status"
+}
 mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
 sleep 2 # let startup (first health rounds, yurt-hub-cfg list and watch) settle
 kill -0 "$hub_pid" 2>/dev/null || { echo "hub-rss: the hub exited" >&2; cat "$work/hub.err" >&2; exit 1; }
 idle="$(rss_kib)"
+idle_detail="$(rss_detail)"
 
 python3 - "$proxy" "$admin" "$n" <<'PY'
 import http.client, json, sys, time, urllib.parse
@@ -148,8 +155,11 @@ PY
 
 kill -0 "$hub_pid" 2>/dev/null || { echo "hub-rss: the hub exited" >&2; cat "$work/hub.err" >&2; exit 1; }
 cached="$(rss_kib)"
+cached_detail="$(rss_detail)"
 store_bytes="$(stat -c %s "$store")"
 
 echo "yurthub VmRSS idle:                        ${idle} KiB ($(mb "$idle") MB)"
+echo "  ${idle_detail}"
 echo "yurthub VmRSS with ${n} ConfigMaps cached: ${cached} KiB ($(mb "$cached") MB)"
+echo "  ${cached_detail}"
 echo "cache store $(basename "$store"):                ${store_bytes} bytes ($(mb "$((store_bytes / 1024))") MB)"

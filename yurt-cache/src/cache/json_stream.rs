@@ -138,6 +138,125 @@ impl Capture {
     fn take(&mut self) -> Bytes {
         self.buf.split().freeze()
     }
+
+    /// The piece that ends at `chunk[..=end]` and started at `start` in this chunk (or in an
+    /// earlier one when `start` is `None`). When the whole piece lies in `owner` (the chunk as
+    /// [`Bytes`]) it is a zero-copy slice of it; otherwise the carried bytes are joined.
+    fn finish(
+        &mut self,
+        chunk: &[u8],
+        owner: Option<&Bytes>,
+        start: Option<usize>,
+        end: usize,
+    ) -> Result<Bytes, SplitError> {
+        if let (Some(owner), Some(s), true) = (owner, start, self.buf.is_empty()) {
+            if end + 1 - s > self.limit {
+                return Err(SplitError::TooLarge(self.limit));
+            }
+            return Ok(owner.slice(s..=end));
+        }
+        self.extend(&chunk[start.unwrap_or(0)..=end])?;
+        Ok(self.take())
+    }
+}
+
+/// Bytes that matter outside strings inside an item: quotes and brackets.
+fn is_structural(b: u8) -> bool {
+    matches!(b, b'"' | b'{' | b'}' | b'[' | b']')
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// A word with the high bit set in (at least) the lowest byte of `word` equal to `b`; no bit
+/// is set below it, so `trailing_zeros / 8` is the offset of the first match.
+fn bytes_equal(word: u64, b: u8) -> u64 {
+    let v = word ^ (ONES * u64::from(b));
+    v.wrapping_sub(ONES) & !v & HIGHS
+}
+
+/// Offset of the first byte of `bytes` for which `want` holds, testing eight bytes at a time
+/// with `word` (which must flag at least the first such byte of a word, and none before it).
+fn find(bytes: &[u8], word: impl Fn(u64) -> u64, want: impl Fn(u8) -> bool) -> Option<usize> {
+    let mut words = bytes.chunks_exact(8);
+    for (n, w) in words.by_ref().enumerate() {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let hit = word(u64::from_le_bytes(a));
+        if hit != 0 {
+            return Some(n * 8 + (hit.trailing_zeros() / 8) as usize);
+        }
+    }
+    let tail = bytes.len() - words.remainder().len();
+    words
+        .remainder()
+        .iter()
+        .position(|&b| want(b))
+        .map(|p| tail + p)
+}
+
+/// First `"` or `\` (the bytes that end or escape inside a string).
+fn find_string_stop(bytes: &[u8]) -> Option<usize> {
+    find(
+        bytes,
+        |w| bytes_equal(w, b'"') | bytes_equal(w, b'\\'),
+        |b| b == b'"' || b == b'\\',
+    )
+}
+
+/// First quote or bracket. `[` and `]` are `{` and `}` without bit 5, so setting it in every
+/// byte finds all four brackets with two compares (no other byte maps onto them).
+fn find_structural(bytes: &[u8]) -> Option<usize> {
+    find(
+        bytes,
+        |w| {
+            let folded = w | (ONES * 0x20);
+            bytes_equal(w, b'"') | bytes_equal(folded, b'{') | bytes_equal(folded, b'}')
+        },
+        is_structural,
+    )
+}
+
+impl Lexer {
+    /// Runs the lexer over `bytes` until the bracket that brings the depth back to `depth`
+    /// closes; returns its offset, or `None` when `bytes` ended first (the state carries over).
+    /// Equivalent to [`Lexer::step`] on every byte, but jumps over string contents and scalars.
+    fn skip_to_depth(&mut self, bytes: &[u8], depth: usize) -> Result<Option<usize>, SplitError> {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.in_string {
+                if self.escape {
+                    self.escape = false;
+                    i += 1;
+                    continue;
+                }
+                match find_string_stop(&bytes[i..]) {
+                    None => return Ok(None),
+                    Some(p) => {
+                        i += p;
+                        if bytes[i] == b'\\' {
+                            self.escape = true;
+                        } else {
+                            self.in_string = false;
+                        }
+                        i += 1;
+                    }
+                }
+            } else {
+                match find_structural(&bytes[i..]) {
+                    None => return Ok(None),
+                    Some(p) => {
+                        i += p;
+                        if self.step(bytes[i])? == Tok::Close && self.depth() == depth {
+                            return Ok(Some(i));
+                        }
+                        i += 1;
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// Splits a stream of top-level JSON objects (a watch body); see the [module docs](self).
@@ -286,12 +405,26 @@ impl ListStream {
         }
     }
 
-    /// Feeds the next chunk; returns the items it completed, in order.
+    /// Feeds the next chunk; returns the items it completed, in order (copies of the bytes).
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Bytes>, SplitError> {
+        self.feed_checked(chunk, None)
+    }
+
+    /// [`ListStream::feed`] for a chunk held as [`Bytes`]: an item that lies wholly inside
+    /// `chunk` is returned as a slice of it, without copying.
+    pub fn feed_bytes(&mut self, chunk: &Bytes) -> Result<Vec<Bytes>, SplitError> {
+        self.feed_checked(chunk, Some(chunk))
+    }
+
+    fn feed_checked(
+        &mut self,
+        chunk: &[u8],
+        owner: Option<&Bytes>,
+    ) -> Result<Vec<Bytes>, SplitError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let r = self.feed_inner(chunk);
+        let r = self.feed_inner(chunk, owner);
         if let Err(e) = &r {
             self.failed = Some(e.clone());
         }
@@ -303,10 +436,30 @@ impl ListStream {
             || (self.pos == ListPos::InValue && self.member != Member::Other)
     }
 
-    fn feed_inner(&mut self, chunk: &[u8]) -> Result<Vec<Bytes>, SplitError> {
+    fn feed_inner(
+        &mut self,
+        chunk: &[u8],
+        owner: Option<&Bytes>,
+    ) -> Result<Vec<Bytes>, SplitError> {
         let mut out = Vec::new();
+        // Start of the piece being captured in this chunk (0 when it began in an earlier one).
         let mut start = self.capturing().then_some(0);
-        for (i, &b) in chunk.iter().enumerate() {
+        let mut i = 0;
+        while i < chunk.len() {
+            if self.pos == ListPos::InItem {
+                // Inside an item only its closing brace matters: jump to it.
+                match self.lex.skip_to_depth(&chunk[i..], 2)? {
+                    None => break,
+                    Some(p) => {
+                        i += p;
+                        out.push(self.cap.finish(chunk, owner, start.take(), i)?);
+                        self.pos = ListPos::Items;
+                        i += 1;
+                        continue;
+                    }
+                }
+            }
+            let b = chunk[i];
             let tok = self.lex.step(b)?;
             let depth = self.lex.depth();
             match self.pos {
@@ -346,10 +499,8 @@ impl ListStream {
                     Tok::Colon => self.pos = ListPos::Value,
                     _ => return Err(SplitError::Malformed("expected ':'")),
                 },
+                ListPos::Value if tok == Tok::Space => {}
                 ListPos::Value => {
-                    if tok == Tok::Space {
-                        continue;
-                    }
                     if matches!(tok, Tok::Close | Tok::Comma | Tok::Colon) {
                         return Err(SplitError::Malformed("expected a value"));
                     }
@@ -402,10 +553,9 @@ impl ListStream {
                     _ => return Err(SplitError::Malformed("an item is not an object")),
                 },
                 ListPos::InItem => {
+                    // Handled by the jump above; kept for completeness.
                     if tok == Tok::Close && depth == 2 {
-                        let s = start.take().unwrap_or(0);
-                        self.cap.extend(&chunk[s..=i])?;
-                        out.push(self.cap.take());
+                        out.push(self.cap.finish(chunk, owner, start.take(), i)?);
                         self.pos = ListPos::Items;
                     }
                 }
@@ -421,6 +571,7 @@ impl ListStream {
                     }
                 }
             }
+            i += 1;
         }
         if let Some(s) = start
             && self.capturing()
@@ -515,6 +666,37 @@ mod tests {
     }
 
     #[test]
+    fn feed_bytes_splits_alike_and_slices_whole_items() {
+        for chunk in 1..=LIST.len() {
+            let body = Bytes::from_static(LIST.as_bytes());
+            let mut copy = ListStream::new(1 << 20);
+            let mut slice = ListStream::new(1 << 20);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for at in (0..body.len()).step_by(chunk) {
+                let c = body.slice(at..(at + chunk).min(body.len()));
+                a.extend(copy.feed(&c).unwrap());
+                b.extend(slice.feed_bytes(&c).unwrap());
+            }
+            assert_eq!(a, b, "chunk {chunk}");
+            assert_eq!(copy.finish().unwrap(), slice.finish().unwrap());
+        }
+        let body = Bytes::from_static(LIST.as_bytes());
+        let items = ListStream::new(1 << 20).feed_bytes(&body).unwrap();
+        let range = body.as_ptr_range();
+        assert!(
+            items.iter().all(|i| range.contains(&i.as_ptr())),
+            "zero-copy"
+        );
+        let mut small = ListStream::new(8);
+        assert_eq!(
+            small
+                .feed_bytes(&Bytes::from_static(br#"{"items":[{"a":"0123456789"}]}"#))
+                .unwrap_err(),
+            SplitError::TooLarge(8)
+        );
+    }
+
+    #[test]
     fn list_with_whitespace_members_in_any_order_and_null_items() {
         let body = br#" { "items" : [ { "a" : 1 } , {"b":2} ] , "other": {"x":[1,2]}, "n": 12 , "metadata" : { "resourceVersion" : "9" } , "kind":"L" } "#;
         let (items, head) = split_list(body, 3).unwrap();
@@ -593,6 +775,31 @@ mod tests {
         assert_eq!(s.feed(b"{\"abc\":1}").unwrap_err(), SplitError::TooLarge(4));
     }
 
+    #[test]
+    fn word_scans_find_the_first_stop() {
+        let mut rng = Rng(7);
+        const ALPHABET: &[u8] = b"a\"\\{}[]z\x7b\x80\xff \x5c\x22";
+        for _ in 0..2000 {
+            let bytes: Vec<u8> = (0..rng.below(40))
+                .map(|_| {
+                    if rng.below(4) == 0 {
+                        ALPHABET[rng.below(ALPHABET.len() as u64) as usize]
+                    } else {
+                        rng.below(256) as u8
+                    }
+                })
+                .collect();
+            assert_eq!(
+                find_string_stop(&bytes),
+                bytes.iter().position(|&b| b == b'"' || b == b'\\')
+            );
+            assert_eq!(
+                find_structural(&bytes),
+                bytes.iter().position(|&b| is_structural(b))
+            );
+        }
+    }
+
     /// SplitMix64, so the generated cases are reproducible.
     struct Rng(u64);
 
@@ -654,6 +861,18 @@ mod tests {
             };
             let chunk = 1 + rng.below(40) as usize;
             let (split, head) = split_list(&text, chunk).unwrap();
+            let mut by_bytes = ListStream::new(1 << 20);
+            let body = Bytes::from(text.clone());
+            let mut sliced = Vec::new();
+            for at in (0..body.len()).step_by(chunk) {
+                sliced.extend(
+                    by_bytes
+                        .feed_bytes(&body.slice(at..(at + chunk).min(body.len())))
+                        .unwrap(),
+                );
+            }
+            assert_eq!(sliced, split, "case {case}");
+            assert_eq!(by_bytes.finish().unwrap(), head, "case {case}");
             let split: Vec<serde_json::Value> = split
                 .iter()
                 .map(|i| serde_json::from_slice(i).unwrap())

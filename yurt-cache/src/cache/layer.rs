@@ -1,6 +1,9 @@
+use std::sync::Arc;
+
 use tokio::sync::watch;
 use tower::Layer;
 
+use super::tee::PageChains;
 use super::{CacheAgents, CacheMetrics, CacheService};
 use crate::local::LocalServer;
 use crate::store::RedbStore;
@@ -12,7 +15,7 @@ const DEFAULT_TEE_CAPACITY: usize = 1024;
 const DEFAULT_MAX_BYTES: usize = 32 << 20;
 
 /// Wraps a service in [`CacheService`]; see the [module docs](super). Clones share the store,
-/// the agents channel and the metrics.
+/// the agents channel, the metrics and the pending chains of list pages.
 #[derive(Debug, Clone)]
 pub struct CacheLayer {
     pub(super) store: RedbStore,
@@ -21,6 +24,8 @@ pub struct CacheLayer {
     pub(super) tee_capacity: usize,
     pub(super) max_bytes: usize,
     pub(super) local: Option<LocalServer>,
+    /// Pending chains of list pages, shared by the layer's clones.
+    pub(super) pages: Arc<PageChains>,
 }
 
 impl CacheLayer {
@@ -34,6 +39,7 @@ impl CacheLayer {
             tee_capacity: DEFAULT_TEE_CAPACITY,
             max_bytes: DEFAULT_MAX_BYTES,
             local: None,
+            pages: Arc::default(),
         }
     }
 

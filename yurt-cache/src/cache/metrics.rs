@@ -19,7 +19,8 @@ pub struct CachedLabels {
 pub struct TeeFailureLabels {
     /// `overflow` (the tee fell behind the client), `decode` (the body was not the expected
     /// JSON), `store` (a store write failed), `incomplete` (the body ended early or the client
-    /// left before a list was complete) or `partial` (a paginated list page).
+    /// left before a list was complete) or `partial` (a page of a paginated list that cannot
+    /// complete a chain: its earlier pages were not seen, or the chain is too large to hold).
     pub reason: String,
 }
 

@@ -13,8 +13,7 @@
 //!   watch (events), never delete, deletecollection, proxy or connect (exec, attach,
 //!   portforward); subresource empty or `status`; resource not certificatesigningrequests, a
 //!   review kind (subject/self/local access reviews, selfsubjectreviews, tokenreviews) or
-//!   tokenrequests; not a page of a paginated list (`continue` set); not a dry run
-//!   (`dryRun=All`: the answer was never persisted);
+//!   tokenrequests; not a dry run (`dryRun=All`: the answer was never persisted);
 //! - or a `GET` of a non-resource document: `/version`, `/api`, `/apis`, `/api/<v>`,
 //!   `/apis/<group>/<version>`, `/openapi/v2`, `/openapi/v3[/...]`, stored under its path;
 //! - the client accepts JSON: no `Accept`, or `application/json`, `application/*` or `*/*`
@@ -43,8 +42,18 @@
 //!   ([`Store::replace_list`]) with the items and the list's resourceVersion. A list with a
 //!   `metadata.name` field selector is simply a scope with that selector, which covers
 //!   upstream's "store the single object" rule: its replace writes the one item and removes the
-//!   object only if the list no longer has it. A list whose `metadata.continue` is set (a page)
-//!   is not stored.
+//!   object only if the list no longer has it.
+//! - **paginated list** (`limit`, then `continue`, as client-go's pager asks): a page is never
+//!   stored alone. A first page whose answer has `metadata.continue` starts a chain, held in
+//!   memory by the layer and keyed by the scope and that token; the page continuing the token
+//!   takes the chain and adds its items, and the last page (no `continue`) replaces the scope
+//!   with the items of every page at the first page's resourceVersion (the apiserver serves a
+//!   whole chain from that one snapshot). A chain is bounded: at most 16 chains and 32 MiB of
+//!   items are pending (the oldest chain is evicted first), and a chain whose next page does
+//!   not come within 60 s is dropped. A chain that is abandoned, broken (a page not 2xx, not
+//!   decoded, cut short) or evicted never replaces anything; a page continuing a token the
+//!   layer does not hold (a chain begun before the hub started, or elsewhere) waits up to 3 s
+//!   for the previous page's tee, then is skipped (`partial`).
 //! - **watch**: each event (`{"type":..,"object":..}`, newline-delimited or not) is decoded as
 //!   it arrives and submitted with [`Store::submit_watch_events`] (group commit); the tee awaits
 //!   the tickets concurrently while it keeps reading. ADDED/MODIFIED write with the compare,
@@ -57,7 +66,8 @@
 //! chunk is also offered (`try_send`, never awaited) to a bounded channel read by one tee task
 //! per response. The tee decodes incrementally ([`json_stream`]); only a single object or
 //! document (at most [`CacheLayer::max_object_bytes`]) is buffered whole, and a list's decoded
-//! items are held by the tee until its replace. If the tee falls behind by
+//! items are held by the tee until its replace (each item a zero-copy slice of the chunk it
+//! arrived in, when it did not straddle two). If the tee falls behind by
 //! [`CacheLayer::tee_capacity`] chunks, meets a body it cannot decode, or the store fails, it
 //! gives up on that response: it logs, counts the reason in [`CacheMetrics::tee_failures`],
 //! and stops receiving; the client's stream is neither slowed nor broken, and a list's scope

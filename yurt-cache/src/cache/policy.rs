@@ -24,8 +24,10 @@ const NEVER_CACHED: [&str; 8] = [
 pub(crate) enum Plan {
     /// get/create/update/patch: one object.
     Object { component: String, gvr: Gvr },
-    /// list: replaces this scope.
+    /// list: replaces this scope (or, when the answer is a first page, starts a chain of pages).
     List(ListScope),
+    /// list with `continue`: the next page of a chain of this scope, continuing the token.
+    ListPage { scope: ListScope, token: String },
     /// watch: events of this resource.
     Watch { component: String, gvr: Gvr },
     /// A non-resource document stored under its path.
@@ -37,7 +39,7 @@ impl Plan {
     pub(crate) fn label(&self) -> &'static str {
         match self {
             Plan::Object { .. } => "object",
-            Plan::List(_) => "list",
+            Plan::List(_) | Plan::ListPage { .. } => "list",
             Plan::Watch { .. } => "watch",
             Plan::NonResource { .. } => "nonresource",
         }
@@ -77,19 +79,25 @@ pub(crate) fn plan(
         }
         Verb::List => {
             let o = &info.options;
-            // A page of a paginated list is not the whole scope: never replace with it.
-            if o.continue_token.as_deref().is_some_and(|c| !c.is_empty()) {
-                return None;
-            }
-            ListScope::parse(
+            let scope = ListScope::parse(
                 &component,
                 &gvr,
                 &info.namespace,
                 o.label_selector.as_deref().unwrap_or(""),
                 o.field_selector.as_deref().unwrap_or(""),
             )
-            .ok()
-            .map(Plan::List)
+            .ok()?;
+            // A later page of a paginated list is not the whole scope: the tee joins it to its
+            // chain, and only a complete chain replaces the scope.
+            Some(
+                match o.continue_token.as_deref().filter(|c| !c.is_empty()) {
+                    Some(token) => Plan::ListPage {
+                        scope,
+                        token: token.to_owned(),
+                    },
+                    None => Plan::List(scope),
+                },
+            )
         }
         Verb::Watch => Some(Plan::Watch { component, gvr }),
         _ => None,
@@ -208,6 +216,10 @@ mod tests {
             Some(Plan::List(s)) if s.label_selector.to_string() == "a=1"
         ));
         assert!(matches!(
+            plan_of("GET", "/api/v1/pods?limit=1&continue=abc", "kubelet"),
+            Some(Plan::ListPage { token, .. }) if token == "abc"
+        ));
+        assert!(matches!(
             plan_of("GET", "/api/v1/pods?watch=true", "kubelet"),
             Some(Plan::Watch { .. })
         ));
@@ -226,7 +238,6 @@ mod tests {
                 "/apis/certificates.k8s.io/v1/certificatesigningrequests",
             ),
             ("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews"),
-            ("GET", "/api/v1/pods?limit=1&continue=abc"),
             ("HEAD", "/api/v1/namespaces/d/pods/x"),
             ("GET", "/healthz"),
             ("POST", "/version"),

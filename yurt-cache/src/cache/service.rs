@@ -133,6 +133,7 @@ where
                 store: config.store.clone(),
                 metrics: config.metrics.clone(),
                 max_bytes: config.max_bytes,
+                pages: config.pages.clone(),
             };
             // Owned by the response body: the task ends once the body's sender is gone (the
             // body ended, failed or was dropped) and its store writes resolved.

@@ -1,25 +1,28 @@
 //! The tee task: decodes the chunks a [`TeeBody`](super::body::TeeBody) copies to it and writes
 //! what they hold into the store.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::body::TeeSignal;
 use super::json_stream::{ListStream, ObjectStream};
 use super::metrics::CacheMetrics;
 use super::policy::Plan;
 use crate::store::{
-    DeleteOutcome, EventKind, EventOutcome, Gvr, ListMeta, ListScope, Object, PutOutcome,
-    RedbStore, Store, StoreError, WatchEvent,
+    DeleteOutcome, EventKind, EventOutcome, Gvr, ListMeta, ListScope, ListScopeKey, MetaHead,
+    Object, PutOutcome, RedbStore, Store, StoreError, WatchEvent,
 };
 
 /// Everything one tee needs.
@@ -28,6 +31,97 @@ pub(crate) struct Tee {
     pub(crate) store: RedbStore,
     pub(crate) metrics: CacheMetrics,
     pub(crate) max_bytes: usize,
+    pub(crate) pages: Arc<PageChains>,
+}
+
+/// At most this many chains of list pages are pending at once; a new one evicts the oldest.
+pub(crate) const MAX_CHAINS: usize = 16;
+/// At most this many bytes of items are held by the pending chains together; a chain that
+/// alone exceeds it is dropped, otherwise the oldest chains are evicted to make room.
+pub(crate) const MAX_CHAIN_BYTES: usize = 32 << 20;
+/// A chain whose next page has not arrived within this time is dropped.
+pub(crate) const CHAIN_TTL: Duration = Duration::from_secs(60);
+/// How long the tee of a page waits for the tee of the previous page to register the chain
+/// (the client may ask for the next page before the previous page's tee is done).
+const PAGE_WAIT: Duration = Duration::from_secs(3);
+
+/// The pending chains of list pages, shared by the tees of one [`CacheLayer`](super::CacheLayer):
+/// the items of the pages seen so far, keyed by the scope and the `continue` token the
+/// apiserver returned with the last of them. Only the tee of the page answering that token
+/// takes the chain, so a chain is followed by one client, in order; a chain nobody continues
+/// expires ([`CHAIN_TTL`]) or is evicted, and never replaces anything.
+#[derive(Debug, Default)]
+pub(crate) struct PageChains {
+    chains: Mutex<HashMap<(ListScopeKey, String), Chain>>,
+    changed: Notify,
+}
+
+/// The pages of one chain seen so far.
+#[derive(Debug)]
+struct Chain {
+    /// The first page's list metadata (its resourceVersion is the chain's).
+    meta: ListMeta,
+    items: Vec<Object>,
+    bytes: usize,
+    since: std::time::Instant,
+}
+
+impl PageChains {
+    /// Registers a chain awaiting the page for `token` (bounded: see [`MAX_CHAINS`],
+    /// [`MAX_CHAIN_BYTES`]); false if it was too large to keep.
+    fn put(&self, key: (ListScopeKey, String), chain: Chain) -> bool {
+        if chain.bytes > MAX_CHAIN_BYTES {
+            return false;
+        }
+        {
+            let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
+            chains.retain(|_, c| c.since.elapsed() < CHAIN_TTL);
+            while chains.len() >= MAX_CHAINS
+                || chains.values().map(|c| c.bytes).sum::<usize>() + chain.bytes > MAX_CHAIN_BYTES
+            {
+                let Some(oldest) = chains
+                    .iter()
+                    .min_by_key(|(_, c)| c.since)
+                    .map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
+                chains.remove(&oldest);
+            }
+            chains.insert(key, chain);
+        }
+        self.changed.notify_waiters();
+        true
+    }
+
+    /// Takes the chain awaiting `key`, if it is there and not expired.
+    fn take(&self, key: &(ListScopeKey, String)) -> Option<Chain> {
+        let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
+        chains.retain(|_, c| c.since.elapsed() < CHAIN_TTL);
+        chains.remove(key)
+    }
+
+    /// [`PageChains::take`], waiting up to [`PAGE_WAIT`] for the chain to be registered.
+    async fn wait_take(&self, key: &(ListScopeKey, String)) -> Option<Chain> {
+        let deadline = tokio::time::Instant::now() + PAGE_WAIT;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(chain) = self.take(key) {
+                return Some(chain);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Number of pending chains (for tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.chains.lock().map_or(0, |c| c.len())
+    }
 }
 
 /// Why a tee gave up (the metric's `reason` label).
@@ -42,7 +136,10 @@ impl Tee {
         let result = match &self.plan {
             Plan::Object { component, gvr } => self.object(component, gvr, &mut rx, &signal).await,
             Plan::NonResource { path } => self.document(path, &mut rx, &signal).await,
-            Plan::List(scope) => self.list(scope, &mut rx, &signal).await,
+            Plan::List(scope) => self.list(scope, None, &mut rx, &signal).await,
+            Plan::ListPage { scope, token } => {
+                self.list(scope, Some(token), &mut rx, &signal).await
+            }
             Plan::Watch { component, gvr } => self.watch(component, gvr, &mut rx).await,
         };
         if let Err(GiveUp(reason, detail)) = result {
@@ -53,7 +150,7 @@ impl Tee {
                 reason
             };
             if reason == "partial" {
-                // Expected for every page of a paginated list; not worth a warning.
+                // A page that cannot join a chain (begun elsewhere, or dropped): no warning.
                 tracing::debug!(verb, reason, %detail, "cache tee skipped a response");
             } else {
                 tracing::warn!(verb, reason, %detail, "cache tee gave up on a response");
@@ -120,16 +217,21 @@ impl Tee {
         Ok(())
     }
 
+    /// A whole list, or one page of a chain: the first page (`token` `None`, an answer with
+    /// `metadata.continue`) starts a chain, each later page joins the chain awaiting its
+    /// `token`, and the last page (no `continue`) replaces the scope with every page's items
+    /// at the first page's resourceVersion.
     async fn list(
         &self,
         scope: &ListScope,
+        token: Option<&str>,
         rx: &mut mpsc::Receiver<Bytes>,
         signal: &TeeSignal,
     ) -> Result<(), GiveUp> {
         let mut split = ListStream::new(self.max_bytes);
         let mut items = Vec::new();
         while let Some(chunk) = rx.recv().await {
-            for item in split.feed(&chunk).map_err(decode_err)? {
+            for item in split.feed_bytes(&chunk).map_err(decode_err)? {
                 if let Some(object) = storable(&scope.gvr, item)? {
                     items.push(object);
                 }
@@ -142,9 +244,6 @@ impl Tee {
         } else {
             serde_json::from_slice(&head.metadata).map_err(|e| GiveUp("decode", e.to_string()))?
         };
-        if !metadata.continue_token.is_empty() {
-            return Err(GiveUp("partial", "a page of a paginated list".into()));
-        }
         let text = |raw: &Bytes| -> Result<String, GiveUp> {
             if raw.is_empty() {
                 return Ok(String::new());
@@ -157,6 +256,41 @@ impl Tee {
             api_version: text(&head.api_version)?,
             completed_at_ms: unix_ms(),
         };
+        let (meta, items) = match token {
+            None => (meta, items),
+            Some(token) => {
+                let key = (scope.key(), token.to_owned());
+                let Some(mut chain) = self.pages.wait_take(&key).await else {
+                    return Err(GiveUp(
+                        "partial",
+                        "a page of a list whose earlier pages were not seen".into(),
+                    ));
+                };
+                chain.items.extend(items);
+                let meta = ListMeta {
+                    completed_at_ms: meta.completed_at_ms,
+                    ..chain.meta
+                };
+                (meta, chain.items)
+            }
+        };
+        if !metadata.continue_token.is_empty() {
+            let bytes = items.iter().map(|o| o.json().len()).sum();
+            let chain = Chain {
+                meta,
+                items,
+                bytes,
+                since: std::time::Instant::now(),
+            };
+            let key = (scope.key(), metadata.continue_token);
+            if self.pages.put(key, chain) {
+                return Ok(());
+            }
+            return Err(GiveUp(
+                "partial",
+                format!("a paginated list over {MAX_CHAIN_BYTES} bytes"),
+            ));
+        }
         self.store
             .replace_list(scope, meta, items)
             .await
@@ -237,10 +371,14 @@ struct ListMetadata {
     continue_token: String,
 }
 
+/// What the tee reads of an object, in one pass: `kind`, `spec.nodeName` and the metadata the
+/// store indexes.
 #[derive(Deserialize)]
 struct Head<'a> {
     #[serde(default, borrow)]
-    kind: Option<&'a str>,
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    metadata: Option<MetaHead<'a>>,
     #[serde(default)]
     spec: Option<PodSpecHead>,
 }
@@ -262,15 +400,15 @@ struct EventHead<'a> {
 /// The object to store for a response or list item: `None` for a `Status` (never stored) and
 /// for a pod not bound to a node (upstream's rule); an error if the body is not an object.
 fn storable(gvr: &Gvr, json: Bytes) -> Result<Option<Object>, GiveUp> {
-    let head: Head<'_> =
-        serde_json::from_slice(&json).map_err(|e| GiveUp("decode", e.to_string()))?;
-    if head.kind == Some("Status") {
+    let text = std::str::from_utf8(&json).map_err(|e| GiveUp("decode", e.to_string()))?;
+    let head: Head<'_> = serde_json::from_str(text).map_err(|e| GiveUp("decode", e.to_string()))?;
+    if head.kind.as_deref() == Some("Status") {
         return Ok(None);
     }
     if is_pods(gvr) && head.spec.is_none_or(|s| s.node_name.is_empty()) {
         return Ok(None);
     }
-    Object::from_json(json)
+    Object::with_meta(json.clone(), head.metadata)
         .map(Some)
         .map_err(|e| GiveUp("decode", e.to_string()))
 }
@@ -367,6 +505,38 @@ mod tests {
         ));
         assert!(storable(&cms, Bytes::from_static(b"[1]")).is_err());
         assert!(storable(&cms, Bytes::from_static(b"{\"metadata\":{}}")).is_err());
+    }
+
+    fn chain(bytes: usize) -> Chain {
+        Chain {
+            meta: ListMeta::default(),
+            items: Vec::new(),
+            bytes,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    #[test]
+    fn page_chains_are_bounded() {
+        let pages = PageChains::default();
+        let scope = ListScope::parse("kubelet", &pods(), "", "", "")
+            .unwrap()
+            .key();
+        let key = |t: usize| (scope.clone(), t.to_string());
+        for t in 0..MAX_CHAINS + 3 {
+            assert!(pages.put(key(t), chain(1)));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(pages.len(), MAX_CHAINS, "the oldest were evicted");
+        assert!(pages.take(&key(0)).is_none());
+        assert!(pages.take(&key(MAX_CHAINS + 2)).is_some());
+        assert!(pages.take(&key(MAX_CHAINS + 2)).is_none(), "taken once");
+        assert!(
+            !pages.put(key(100), chain(MAX_CHAIN_BYTES + 1)),
+            "too large alone"
+        );
+        assert!(pages.put(key(101), chain(MAX_CHAIN_BYTES)));
+        assert_eq!(pages.len(), 1, "room made by evicting the rest");
     }
 
     fn event(json: &str) -> Option<WatchEvent> {

@@ -200,11 +200,12 @@ impl State {
     async fn on_event(&mut self, ev: LocalEvent) {
         if ev.component == self.scope.component && ev.gvr == self.gvr {
             let ns_ok =
-                self.scope.namespace.is_empty() || self.scope.namespace == ev.object.namespace;
+                self.scope.namespace.is_empty() || self.scope.namespace == ev.object.namespace();
             let labels: BTreeMap<String, String> =
-                serde_json::from_str(&ev.object.labels).unwrap_or_default();
+                serde_json::from_str(ev.object.labels()).unwrap_or_default();
             if ns_ok && self.scope.selects(&labels, &ev.object.json) {
-                self.note_rv(&ev.object.resource_version);
+                let rv = ev.object.resource_version().to_owned();
+                self.note_rv(&rv);
                 self.pending.push_back(event_line(ev.kind, &ev.object.json));
             }
         }
@@ -217,7 +218,7 @@ impl State {
     async fn resend_endpoints_of(&mut self, ev: &LocalEvent) {
         let scope = self.scope.clone();
         let node = self.inner.config.node_name.clone();
-        let (ns, name) = (ev.object.namespace.clone(), ev.object.name.clone());
+        let (ns, name) = (ev.object.namespace().to_owned(), ev.object.name().to_owned());
         let found = self
             .inner
             .store

@@ -14,7 +14,7 @@
 //! The resourceVersion and labels are copied out of the object when it is written, so the
 //! compare-and-write and label-selector reads never parse the object; field selectors do.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
 
 use bytes::Bytes;
@@ -244,8 +244,8 @@ pub(crate) fn check_schema(
 }
 
 pub(crate) fn encode_value(obj: &Object) -> Vec<u8> {
-    let rv = obj.resource_version.as_bytes();
-    let labels = obj.labels.as_bytes();
+    let rv = obj.resource_version().as_bytes();
+    let labels = obj.labels().as_bytes();
     let mut v = Vec::with_capacity(1 + 2 + rv.len() + 4 + labels.len() + obj.json.len());
     v.push(VALUE_FORMAT);
     // Lengths are bounded when the Object is built (rv <= u16::MAX); labels fit u32 because the
@@ -480,9 +480,10 @@ impl<'t> Tables<'t> {
                 component,
                 gvr,
                 object,
-            } => OpOutcome::Put(
-                self.put_optimistic(&key::object_key(&object.key(component, gvr)), object)?,
-            ),
+            } => OpOutcome::Put(self.put_optimistic(
+                &key::object_key_of(component, gvr, object.namespace(), object.name()),
+                object,
+            )?),
             WriteOp::Delete {
                 key: k,
                 resource_version,
@@ -551,13 +552,13 @@ impl<'t> Tables<'t> {
         gvr: &Gvr,
         e: &WatchEvent,
     ) -> Result<EventOutcome, StoreError> {
-        let k = key::object_key(&e.object.key(component, gvr));
+        let k = key::object_key_of(component, gvr, e.object.namespace(), e.object.name());
         Ok(match e.kind {
             EventKind::Added | EventKind::Modified => {
                 EventOutcome::Put(self.put_optimistic(&k, &e.object)?)
             }
             EventKind::Deleted => {
-                EventOutcome::Delete(self.delete(&k, Some(&e.object.resource_version))?)
+                EventOutcome::Delete(self.delete(&k, Some(e.object.resource_version()))?)
             }
             EventKind::Bookmark => EventOutcome::Ignored,
         })
@@ -577,7 +578,7 @@ impl<'t> Tables<'t> {
                 }
                 // A value this build cannot decode is overwritten rather than wedging the key.
                 if let Ok(v) = decode_value(stored)
-                    && rv::is_older(&obj.resource_version, v.rv)
+                    && rv::is_older(obj.resource_version(), v.rv)
                 {
                     self.metrics.stale_writes.inc();
                     return Ok(PutOutcome::Stale {
@@ -610,7 +611,7 @@ impl<'t> Tables<'t> {
             return Ok(PutOutcome::Unchanged);
         }
         if let Ok(v) = decode_value(&old)
-            && rv::is_older(&obj.resource_version, v.rv)
+            && rv::is_older(obj.resource_version(), v.rv)
         {
             let stored = v.rv.to_owned();
             self.objects.insert(k, old.as_slice())?;
@@ -647,65 +648,161 @@ impl<'t> Tables<'t> {
         meta: &ListMeta,
         items: &[Object],
     ) -> Result<ReplaceOutcome, StoreError> {
-        let item_keys: HashSet<String> = items
-            .iter()
-            .map(|o| key::object_key(&o.key(&scope.component, &scope.gvr)))
-            .collect();
-        // 1. Objects of this scope's selection that the list no longer holds, unless the stored
-        //    copy is newer than the list (written after the list was served).
-        let mut doomed = Vec::new();
-        {
-            let mut consider = |k: &str, v: &[u8]| -> Result<(), StoreError> {
-                if item_keys.contains(k) {
-                    return Ok(());
-                }
-                match decode_value(v) {
-                    Ok(v) => {
-                        if selects(scope, &v) && !rv::is_older(&meta.resource_version, v.rv) {
-                            doomed.push(k.to_owned());
-                        }
-                    }
-                    // Undecodable values in the scope's range are replaced by the list.
-                    Err(_) => doomed.push(k.to_owned()),
-                }
-                Ok(())
-            };
-            match candidates(scope) {
-                Candidates::Point(k) => {
-                    if let Some(g) = self.objects.get(k.as_str())? {
-                        consider(&k, g.value())?;
-                    }
-                }
-                Candidates::Range(start, end) => {
-                    for entry in self.objects.range(start.as_str()..end.as_str())? {
-                        let (k, v) = entry?;
-                        consider(k.value(), v.value())?;
-                    }
-                }
+        let mut out = ReplaceOutcome::default();
+        match candidates(scope) {
+            Candidates::Point(k) => self.replace_point(scope, meta, items, &k, &mut out)?,
+            Candidates::Range(start, end) => {
+                self.replace_range(scope, meta, items, &start, &end, &mut out)?
             }
         }
-        let mut out = ReplaceOutcome::default();
+        // 3. The scope's row (not rewritten when identical).
+        let meta_json =
+            serde_json::to_vec(meta).map_err(|e| StoreError::Malformed(e.to_string()))?;
+        let list_key = key::list_key(&scope.key());
+        let same = self
+            .lists
+            .get(list_key.as_str())?
+            .is_some_and(|g| g.value() == meta_json.as_slice());
+        if !same {
+            self.lists.insert(list_key.as_str(), meta_json.as_slice())?;
+        }
+        Ok(out)
+    }
+
+    /// Whether the stored copy `v` of an object absent from the list is deleted by a replace at
+    /// the list's resourceVersion (see the module docs of [`store`](super)).
+    fn doomed(scope: &ListScope, meta: &ListMeta, v: &[u8]) -> bool {
+        match decode_value(v) {
+            Ok(v) => selects(scope, &v) && !rv::is_older(&meta.resource_version, v.rv),
+            // Undecodable values in the scope's range are replaced by the list.
+            Err(_) => true,
+        }
+    }
+
+    /// Replace of a scope pinned to one key (a `metadata.name` field selector with a namespace).
+    fn replace_point(
+        &mut self,
+        scope: &ListScope,
+        meta: &ListMeta,
+        items: &[Object],
+        k: &str,
+        out: &mut ReplaceOutcome,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<String> = items
+            .iter()
+            .map(|o| key::object_key_of(&scope.component, &scope.gvr, o.namespace(), o.name()))
+            .collect();
+        // 1. The stored object, if the list no longer holds it.
+        if !keys.iter().any(|i| i == k) {
+            let doomed = self
+                .objects
+                .get(k)?
+                .is_some_and(|g| Self::doomed(scope, meta, g.value()));
+            if doomed {
+                self.objects.remove(k)?;
+                self.metrics.write_ops.inc();
+                out.deleted += 1;
+            }
+        }
+        // 2. The items, each with the resourceVersion compare.
+        for (obj, k) in items.iter().zip(&keys) {
+            count(out, &self.put(k, obj)?);
+        }
+        Ok(())
+    }
+
+    /// Replace of a key range: one ordered pass over the stored range merged with the items
+    /// sorted by key decides, for each stored object, whether it is kept, rewritten (an item
+    /// with other bytes and a resourceVersion not older) or deleted (steps 1 and 2 of the module
+    /// docs); only then are the changes written. Unchanged items cost a comparison, not a tree
+    /// descent or a write. Items whose key is not in the range go through [`Self::put`].
+    fn replace_range(
+        &mut self,
+        scope: &ListScope,
+        meta: &ListMeta,
+        items: &[Object],
+        start: &str,
+        end: &str,
+        out: &mut ReplaceOutcome,
+    ) -> Result<(), StoreError> {
+        let prefix = key::objects_prefix(&scope.component, &scope.gvr);
+        let mut sorted: Vec<(String, &Object)> = items
+            .iter()
+            .map(|o| (key::object_key_in(&prefix, o.namespace(), o.name()), o))
+            .collect();
+        // Stable: items sharing a key keep their order (each later one goes through `put`).
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut doomed = Vec::new();
+        // Items compared against their stored copy and found to need a write.
+        let mut rewrite = Vec::new();
+        // Items not found in the range (or repeating a key): written with `put`.
+        let mut put = Vec::new();
+        {
+            let mut next = 0;
+            for entry in self.objects.range(start..end)? {
+                let (k, v) = entry?;
+                let (k, v) = (k.value(), v.value());
+                while next < sorted.len() && sorted[next].0.as_str() < k {
+                    put.push(next);
+                    next += 1;
+                }
+                if next < sorted.len() && sorted[next].0 == k {
+                    let obj = sorted[next].1;
+                    self.metrics.write_ops.inc();
+                    match decode_value(v) {
+                        Ok(stored) if same_value(&stored, obj) => out.kept += 1,
+                        Ok(stored) if rv::is_older(obj.resource_version(), stored.rv) => {
+                            self.metrics.stale_writes.inc();
+                            out.kept += 1;
+                        }
+                        // Newer, incomparable or undecodable: the item wins.
+                        _ => rewrite.push(next),
+                    }
+                    next += 1;
+                    while next < sorted.len() && sorted[next].0 == k {
+                        put.push(next);
+                        next += 1;
+                    }
+                } else if Self::doomed(scope, meta, v) {
+                    doomed.push(k.to_owned());
+                }
+            }
+            put.extend(next..sorted.len());
+        }
+        // 1. Deletions.
         for k in &doomed {
             self.objects.remove(k.as_str())?;
             self.metrics.write_ops.inc();
             out.deleted += 1;
         }
-        // 2. The items, each with the resourceVersion compare.
-        for (obj, k) in items
-            .iter()
-            .map(|o| (o, key::object_key(&o.key(&scope.component, &scope.gvr))))
-        {
-            match self.put(&k, obj)? {
-                PutOutcome::Created | PutOutcome::Updated => out.written += 1,
-                PutOutcome::Unchanged | PutOutcome::Stale { .. } => out.kept += 1,
-            }
+        // 2. The items: rewrites decided above, then the rest with the compare (in key order,
+        //    which keeps the list's order among items of one key).
+        for &i in &rewrite {
+            let (k, obj) = &sorted[i];
+            self.objects
+                .insert(k.as_str(), encode_value(obj).as_slice())?;
+            out.written += 1;
         }
-        // 3. The scope's row.
-        let meta_json =
-            serde_json::to_vec(meta).map_err(|e| StoreError::Malformed(e.to_string()))?;
-        self.lists
-            .insert(key::list_key(&scope.key()).as_str(), meta_json.as_slice())?;
-        Ok(out)
+        for &i in &put {
+            let (k, obj) = &sorted[i];
+            count(out, &self.put(k, obj)?);
+        }
+        Ok(())
+    }
+}
+
+/// Whether a stored value holds exactly what [`encode_value`] would write for `obj`.
+fn same_value(stored: &ValueRef<'_>, obj: &Object) -> bool {
+    stored.rv == obj.resource_version()
+        && stored.labels == obj.labels()
+        && stored.json == &obj.json[..]
+}
+
+/// Adds one item's put outcome to a replace's counts.
+fn count(out: &mut ReplaceOutcome, outcome: &PutOutcome) {
+    match outcome {
+        PutOutcome::Created | PutOutcome::Updated => out.written += 1,
+        PutOutcome::Unchanged | PutOutcome::Stale { .. } => out.kept += 1,
     }
 }
 

@@ -44,7 +44,14 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Appends the escaped form of `segment` to `out`.
 pub fn escape_segment(segment: &str, out: &mut String) {
-    for &b in segment.as_bytes() {
+    // Most segments need no escape: copy them whole.
+    let clean = segment
+        .as_bytes()
+        .iter()
+        .position(|&b| !is_unreserved(b))
+        .unwrap_or(segment.len());
+    out.push_str(&segment[..clean]);
+    for &b in &segment.as_bytes()[clean..] {
         if is_unreserved(b) {
             out.push(char::from(b));
         } else {
@@ -134,13 +141,38 @@ pub fn prefix_range(segments: &[&str]) -> (String, String) {
 
 /// The `objects` key of `key`.
 pub fn object_key(key: &ObjectKey) -> String {
+    object_key_of(&key.component, &key.gvr, &key.namespace, &key.name)
+}
+
+/// The leading part (with its trailing `/`) shared by the `objects` keys of one component and
+/// resource; [`object_key_in`] completes it.
+pub fn objects_prefix(component: &str, gvr: &Gvr) -> String {
+    let mut prefix = encode(&[component, &gvr.group, &gvr.version, &gvr.resource]);
+    prefix.push(SEPARATOR);
+    prefix
+}
+
+/// The `objects` key of `namespace`/`name` under a prefix from [`objects_prefix`] (the same key
+/// as [`object_key_of`]).
+pub fn object_key_in(prefix: &str, namespace: &str, name: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + namespace.len() + name.len() + 1);
+    key.push_str(prefix);
+    escape_segment(namespace, &mut key);
+    key.push(SEPARATOR);
+    escape_segment(name, &mut key);
+    key
+}
+
+/// The `objects` key of an object given by its parts (the same key as [`object_key`], without
+/// building an [`ObjectKey`]).
+pub fn object_key_of(component: &str, gvr: &Gvr, namespace: &str, name: &str) -> String {
     encode(&[
-        &key.component,
-        &key.gvr.group,
-        &key.gvr.version,
-        &key.gvr.resource,
-        &key.namespace,
-        &key.name,
+        component,
+        &gvr.group,
+        &gvr.version,
+        &gvr.resource,
+        namespace,
+        name,
     ])
 }
 
@@ -250,6 +282,12 @@ mod tests {
             let k = key("kubelet", "default", name);
             let enc = object_key(&k);
             assert!(enc.is_ascii());
+            let prefix = objects_prefix(&k.component, &k.gvr);
+            assert_eq!(object_key_in(&prefix, &k.namespace, &k.name), enc);
+            assert_eq!(
+                object_key_in(&prefix, name, "x"),
+                object_key(&key("kubelet", name, "x"))
+            );
             assert_eq!(decode_object_key(&enc).unwrap(), k, "{enc}");
         }
     }

@@ -42,6 +42,11 @@
 //!   2. write every item of *I* with the resourceVersion compare below;
 //!   3. write *S*'s `lists` row.
 //!
+//!   The transaction reads *S*'s key range once, in key order, merged with the items sorted
+//!   by key: an item whose stored bytes are identical is neither rewritten nor looked up
+//!   again, so relisting an unchanged collection writes only the `lists` row (and that only
+//!   when its metadata changed).
+//!
 //!   Objects that *S* does not select are never touched, so replacing `app=a` leaves the
 //!   objects of a sibling scope `app=b` alone, and an unscoped list still sees both. An object
 //!   whose labels changed out of *S* is deleted by *S*'s replace only if its stored copy still
@@ -143,6 +148,8 @@ mod open;
 mod redb_store;
 pub mod rv;
 mod types;
+
+pub(crate) use types::MetaHead;
 
 use std::future::Future;
 use std::time::Duration;

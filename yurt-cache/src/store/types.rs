@@ -158,11 +158,11 @@ pub struct ListMeta {
 #[derive(Clone, Debug)]
 pub struct Object {
     pub(crate) json: Bytes,
-    pub(crate) name: String,
-    pub(crate) namespace: String,
-    pub(crate) resource_version: String,
-    /// Canonical JSON of `metadata.labels` (`{}` when absent).
-    pub(crate) labels: String,
+    /// The index fields back to back in one allocation: name, namespace, resourceVersion and
+    /// the canonical JSON of `metadata.labels` (`{}` when absent).
+    index: String,
+    /// Where name, namespace and resourceVersion end in `index` (labels run to its end).
+    ends: [usize; 3],
 }
 
 #[derive(Deserialize)]
@@ -171,8 +171,9 @@ struct Head<'a> {
     metadata: Option<MetaHead<'a>>,
 }
 
+/// The `metadata` fields the store indexes, borrowed from the object's JSON where possible.
 #[derive(Deserialize)]
-struct MetaHead<'a> {
+pub(crate) struct MetaHead<'a> {
     #[serde(borrow, default)]
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -192,26 +193,34 @@ impl Object {
             .map_err(|e| StoreError::InvalidObject(format!("not UTF-8: {e}")))?;
         let head: Head<'_> = serde_json::from_str(text)
             .map_err(|e| StoreError::InvalidObject(format!("not a JSON object: {e}")))?;
-        let meta = head
-            .metadata
-            .ok_or_else(|| StoreError::InvalidObject("no metadata".into()))?;
-        let name = meta.name.unwrap_or_default().into_owned();
+        Self::with_meta(json.clone(), head.metadata)
+    }
+
+    /// Builds an object from `json` and its `metadata`, already parsed (and `json` already
+    /// checked to be UTF-8 JSON) by a caller that reads more of the object in the same pass.
+    pub(crate) fn with_meta(json: Bytes, meta: Option<MetaHead<'_>>) -> Result<Self, StoreError> {
+        let meta = meta.ok_or_else(|| StoreError::InvalidObject("no metadata".into()))?;
+        let name = meta.name.unwrap_or_default();
         if name.is_empty() {
             return Err(StoreError::InvalidObject("no metadata.name".into()));
         }
-        let resource_version = meta.resource_version.unwrap_or_default().into_owned();
+        let namespace = meta.namespace.unwrap_or_default();
+        let resource_version = meta.resource_version.unwrap_or_default();
         if resource_version.len() > usize::from(u16::MAX) {
             return Err(StoreError::InvalidObject("resourceVersion too long".into()));
         }
-        let labels = serde_json::to_string(&meta.labels.unwrap_or_default())
+        let mut index =
+            Vec::with_capacity(name.len() + namespace.len() + resource_version.len() + 2);
+        let mut ends = [0; 3];
+        for (end, part) in ends.iter_mut().zip([&name, &namespace, &resource_version]) {
+            index.extend_from_slice(part.as_bytes());
+            *end = index.len();
+        }
+        serde_json::to_writer(&mut index, &meta.labels.unwrap_or_default())
             .map_err(|e| StoreError::InvalidObject(e.to_string()))?;
-        Ok(Self {
-            name,
-            namespace: meta.namespace.unwrap_or_default().into_owned(),
-            resource_version,
-            labels,
-            json,
-        })
+        let index = String::from_utf8(index)
+            .map_err(|e| StoreError::InvalidObject(format!("not UTF-8: {e}")))?;
+        Ok(Self { json, index, ends })
     }
 
     /// Serializes `value` and validates it as [`Object::from_json`] does.
@@ -223,17 +232,22 @@ impl Object {
 
     /// `metadata.name`.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.index[..self.ends[0]]
     }
 
     /// `metadata.namespace` (empty when cluster-scoped).
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        &self.index[self.ends[0]..self.ends[1]]
     }
 
     /// `metadata.resourceVersion` (empty when absent).
     pub fn resource_version(&self) -> &str {
-        &self.resource_version
+        &self.index[self.ends[1]..self.ends[2]]
+    }
+
+    /// Canonical JSON of `metadata.labels` (`{}` when absent).
+    pub(crate) fn labels(&self) -> &str {
+        &self.index[self.ends[2]..]
     }
 
     /// The JSON as given.
@@ -243,7 +257,7 @@ impl Object {
 
     /// The key this object is stored under for `component` and `gvr`.
     pub fn key(&self, component: &str, gvr: &Gvr) -> ObjectKey {
-        ObjectKey::new(component, gvr, &self.namespace, &self.name)
+        ObjectKey::new(component, gvr, self.namespace(), self.name())
     }
 }
 

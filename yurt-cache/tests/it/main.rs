@@ -13,6 +13,7 @@ mod integrity;
 mod lease;
 mod net;
 mod offline;
+mod pages;
 mod request_info;
 mod server;
 mod store;
