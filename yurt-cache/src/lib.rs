@@ -87,6 +87,7 @@ pub mod admin;
 pub mod balancer;
 pub mod body;
 pub mod cache;
+pub mod filter;
 pub mod health;
 pub mod hubconfig;
 pub mod lease;
