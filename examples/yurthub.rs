@@ -22,12 +22,17 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use yurt::cache::admin::{AdminService, ProxyMetrics};
 use yurt::cache::balancer::{Balancer, Strategy};
 use yurt::cache::cache::{CacheAgents, CacheLayer};
+use yurt::cache::filter::{
+    ClusterView, ExtraComponents, FilterConfig, FilterLayer, FilterSwitches, PoolSource,
+    ViewWatcher, ViewWatcherConfig,
+};
 use yurt::cache::health::{HealthChecker, HealthConfig, HealthMetrics, Probe};
 use yurt::cache::hubconfig::{HubConfig, HubConfigWatcher};
 use yurt::cache::lease::{KubeletLeaseLayer, KubeletLiveness};
@@ -59,9 +64,28 @@ struct Cli {
     /// This node's name (its Lease is the heartbeat).
     #[arg(long, env = "NODE_NAME")]
     node_name: String,
-    /// The node's pool (recorded for the pool features; not used by the proxy yet).
+    /// The node's pool (for the response filters; default: the pool whose members include the
+    /// node).
     #[arg(long)]
     nodepool_name: Option<String>,
+    /// Rewrite responses with the resource filters (servicetopology, masterservice, ...).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_resource_filter: bool,
+    /// Filters to switch off, comma separated (`*`: all).
+    #[arg(long, value_delimiter = ',')]
+    disabled_resource_filters: Vec<String>,
+    /// Pool membership for the filters from NodePool `status.nodes`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_node_pool: bool,
+    /// Pool membership for the filters from NodeBuckets (takes precedence over NodePools).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    enable_pool_service_topology: bool,
+    /// The address the filters point in-cluster apiserver clients at.
+    #[arg(long, default_value = "169.254.2.1")]
+    dummy_if_ip: String,
+    /// The port the filters point in-cluster apiserver clients at.
+    #[arg(long, default_value_t = 10268)]
+    proxy_secure_port: u16,
     /// Address of the management server.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
@@ -391,14 +415,37 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         WorkingMode::Cloud => None,
     };
-    let stack = ProxyStack::with_kubelet_lease(balancer, kubelet_lease, cache, proxy_metrics);
-    let hubconfig = HubConfigWatcher::spawn(
+    // The filters' view is followed through the stack itself, published on a channel the
+    // layer reads.
+    let (extra_tx, extra_rx) = tokio::sync::watch::channel(ExtraComponents::default());
+    let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(ClusterView::new()));
+    let switches = FilterSwitches::new(cli.enable_resource_filter, &cli.disabled_resource_filters)
+        .map_err(|e| format!("--disabled-resource-filters: {e}"))?;
+    let filter_config = FilterConfig::new(&node)
+        .nodepool_name(cli.nodepool_name.as_deref())
+        .hub(&cli.dummy_if_ip, cli.proxy_secure_port);
+    let filter = FilterLayer::new(filter_config, switches, extra_rx, view_rx);
+    let stack =
+        ProxyStack::with_filter(balancer, Some(filter), kubelet_lease, cache, proxy_metrics);
+    let hubconfig = HubConfigWatcher::spawn_with_filters(
         stack.clone(),
         agents_tx,
+        extra_tx,
         HubConfig::new(&node).namespace(&cli.namespace),
     );
+    let pools = match (cli.enable_pool_service_topology, cli.enable_node_pool) {
+        (true, _) => PoolSource::NodeBucket,
+        (false, true) => PoolSource::NodePool,
+        (false, false) => PoolSource::None,
+    };
+    let view_watcher = ViewWatcher::spawn(
+        stack.clone(),
+        view_tx,
+        ViewWatcherConfig::default().pools(pools),
+    );
     let admin = AdminService::new(store.clone(), checker.subscribe(), registry)
-        .ready_gate("yurt-hub-cfg", hubconfig.synced());
+        .ready_gate("yurt-hub-cfg", hubconfig.synced())
+        .ready_gate("resource filters", view_watcher.synced());
 
     let server_config = ServerConfig::default().drain_timeout(cli.shutdown_drain_timeout);
     let proxy_addr = SocketAddr::new(cli.bind_proxy_address, cli.proxy_port);
@@ -438,6 +485,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let (p, a) = tokio::join!(proxy.shutdown(), admin.shutdown());
     eprintln!("yurthub: drained (proxy {p:?}, management {a:?})");
     hubconfig.shutdown().await;
+    view_watcher.shutdown().await;
     checker.shutdown().await;
     store.shutdown().await;
     drop(sandbox);

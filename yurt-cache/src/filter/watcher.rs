@@ -124,15 +124,21 @@ pub struct ViewWatcher {
 }
 
 impl ViewWatcher {
-    /// Starts following Services and the pools through `service` (the hub's own stack).
+    /// Starts following Services and the pools through `service` (the hub's own stack),
+    /// publishing on `view` (whose receivers the [`FilterLayer`](super::FilterLayer) reads).
     /// Needs a Tokio runtime.
-    pub fn spawn<S>(service: S, config: ViewWatcherConfig) -> Self
+    pub fn spawn<S>(
+        service: S,
+        view: watch::Sender<Arc<ClusterView>>,
+        config: ViewWatcherConfig,
+    ) -> Self
     where
-        S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + Sync + 'static,
+        S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
-        let (view_tx, view) = watch::channel(Arc::new(ClusterView::new()));
+        let view_tx = view;
+        let view = view_tx.subscribe();
         let (synced_tx, synced) = watch::channel(false);
         let mut kinds = vec![Kind::Services];
         match config.pools {
@@ -199,14 +205,15 @@ enum End {
 }
 
 struct Reflector<S> {
-    service: S,
+    /// Behind a mutex only so `&Reflector` is `Send` for any `Send` service.
+    service: std::sync::Mutex<S>,
     shared: Arc<Shared>,
     kind: Kind,
 }
 
 impl<S> Reflector<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + Sync + 'static,
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
@@ -220,7 +227,12 @@ where
             .header(http::header::ACCEPT, "application/json")
             .body(Body::empty())
             .map_err(|e| e.to_string())?;
-        let fut = self.service.clone().oneshot(req);
+        let service = self
+            .service
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let fut = service.oneshot(req);
         match tokio::time::timeout(self.config().request_timeout, fut).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(e.into().to_string()),
@@ -343,12 +355,12 @@ fn reset_if_changed(v: &mut Arc<ClusterView>, kind: Kind, items: &[Value]) -> bo
 
 async fn run<S>(service: S, shared: Arc<Shared>, kind: Kind)
 where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + Sync + 'static,
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
     let r = Reflector {
-        service,
+        service: std::sync::Mutex::new(service),
         shared,
         kind,
     };

@@ -11,10 +11,11 @@ use crate::admin::{MetricsLayer, ProxyMetrics};
 use crate::balancer::Balancer;
 use crate::body::Body;
 use crate::cache::CacheLayer;
+use crate::filter::FilterLayer;
 use crate::lease::KubeletLeaseLayer;
 use crate::request_info::RequestInfoLayer;
 
-/// `RequestInfoLayer` → `MetricsLayer` → `KubeletLeaseLayer` (when given) → `CacheLayer` (when given) → [`Balancer`], boxed: the
+/// `RequestInfoLayer` → `MetricsLayer` → `FilterLayer` (when given) → `KubeletLeaseLayer` (when given) → `CacheLayer` (when given) → [`Balancer`], boxed: the
 /// service a reference daemon serves on its proxy port (and through which it reads its own
 /// configuration). Cheap to clone. Vendors composing other layers build their own
 /// `ServiceBuilder` the same way.
@@ -43,9 +44,22 @@ impl ProxyStack {
         cache: Option<CacheLayer>,
         metrics: ProxyMetrics,
     ) -> Self {
+        ProxyStack::with_filter(balancer, None, kubelet_lease, cache, metrics)
+    }
+
+    /// Like [`with_kubelet_lease`](Self::with_kubelet_lease), with `filter` right after the
+    /// metrics layer (outside the cache: the store keeps what the apiserver sent).
+    pub fn with_filter(
+        balancer: Balancer,
+        filter: Option<FilterLayer>,
+        kubelet_lease: Option<KubeletLeaseLayer>,
+        cache: Option<CacheLayer>,
+        metrics: ProxyMetrics,
+    ) -> Self {
         let inner = ServiceBuilder::new()
             .layer(RequestInfoLayer::new())
             .layer(MetricsLayer::new(metrics))
+            .option_layer(filter)
             .option_layer(kubelet_lease)
             .option_layer(cache)
             .service(balancer);
