@@ -13,6 +13,7 @@ use http_body::{Frame, SizeHint};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::seen::{Scope, Seen};
 use super::view::ns_name;
 use super::{ClusterView, FilterConfig, FilterContext, FilterName, run_chain};
 use crate::body::{Body, BoxError};
@@ -36,12 +37,20 @@ pub(crate) struct Setup {
     pub(crate) view: watch::Receiver<Arc<ClusterView>>,
     pub(crate) max_bytes: usize,
     pub(crate) max_tracked: usize,
+    /// The request's `apiVersion` (`group/version`, or `version` for the core group).
+    pub(crate) api_version: String,
+    /// The request's resource.
+    pub(crate) resource: String,
+    /// The shared copies of view-dependent objects (when the chain depends on the view).
+    pub(crate) seen: Option<Seen>,
+    /// The watch's namespace and selectors (seeding it from `seen`).
+    pub(crate) scope: Option<Scope>,
 }
 
 /// An object a watch has sent, kept to re-filter it when the view changes.
 struct Tracked {
     /// The object as the apiserver sent it.
-    raw: Value,
+    raw: Arc<Value>,
     /// Hash of what the client was last sent; `None` when it was dropped (sent as DELETED).
     sent: Option<u64>,
 }
@@ -73,6 +82,9 @@ pub(crate) struct FilterBody {
     view: Arc<ClusterView>,
     max_bytes: usize,
     max_tracked: usize,
+    api_version: String,
+    resource: String,
+    seen: Option<Seen>,
     state: State,
     done: bool,
 }
@@ -104,6 +116,8 @@ impl FilterBody {
     pub(crate) fn new(inner: Body, mode: Mode, setup: Setup) -> Self {
         let mut view_rx = setup.view;
         let view = view_rx.borrow_and_update().clone();
+        let uses_view = setup.chain.iter().any(|f| f.uses_view());
+        let seen = setup.seen.filter(|_| uses_view);
         let state = match mode {
             Mode::Object => State::Object(BytesMut::new()),
             Mode::List => State::List {
@@ -113,31 +127,60 @@ impl FilterBody {
             Mode::Watch => State::Watch {
                 split: ObjectStream::new(setup.max_bytes),
                 tracked: HashMap::new(),
-                changed: setup
-                    .chain
-                    .iter()
-                    .any(|f| f.uses_view())
-                    .then(|| changed(view_rx)),
+                changed: uses_view.then(|| changed(view_rx)),
             },
         };
-        FilterBody {
+        let mut body = FilterBody {
             inner,
             chain: setup.chain,
             config: setup.config,
             view,
             max_bytes: setup.max_bytes,
             max_tracked: setup.max_tracked,
+            api_version: setup.api_version,
+            resource: setup.resource,
+            seen,
             state,
             done: false,
+        };
+        body.seed(setup.scope);
+        body
+    }
+
+    /// Starts a watch knowing the objects earlier lists and watches sent within its scope,
+    /// as filtered by the current view.
+    fn seed(&mut self, scope: Option<Scope>) {
+        let (Some(seen), Some(scope)) = (&self.seen, scope) else {
+            return;
+        };
+        if !matches!(
+            self.state,
+            State::Watch {
+                changed: Some(_),
+                ..
+            }
+        ) {
+            return;
+        }
+        let objs = seen.matching(&self.api_version, &self.resource, &scope, self.max_tracked);
+        let seeded: HashMap<_, _> = objs
+            .into_iter()
+            .map(|raw| {
+                let sent = self.filter(Value::clone(&raw)).as_ref().map(hash);
+                (ns_name(&raw), Tracked { raw, sent })
+            })
+            .collect();
+        if let State::Watch { tracked, .. } = &mut self.state {
+            *tracked = seeded;
         }
     }
 
+    fn context(&self) -> FilterContext<'_> {
+        FilterContext::new(&self.config, &self.view).for_resource(&self.api_version, &self.resource)
+    }
+
     fn filter(&self, obj: Value) -> Option<Value> {
-        run_chain(
-            &self.chain,
-            obj,
-            &FilterContext::new(&self.config, &self.view),
-        )
+        run_chain(&self.chain, obj, &self.context())
     }
 
     /// Processes one data chunk; returns the bytes to send (maybe empty).
@@ -158,6 +201,9 @@ impl FilterBody {
                 let items = split.feed(chunk).map_err(malformed)?;
                 for raw in items {
                     let item: Value = serde_json::from_slice(&raw).map_err(malformed)?;
+                    if let Some(seen) = &self.seen {
+                        seen.record(&self.api_version, &self.resource, Arc::new(item.clone()));
+                    }
                     if let Some(kept) = self.filter(item) {
                         let State::List { written, .. } = &mut self.state else {
                             unreachable!("state checked above");
@@ -209,6 +255,14 @@ impl FilterBody {
                 None
             }
         };
+        let obj = Arc::new(obj);
+        if let Some(seen) = &self.seen {
+            if ty == "DELETED" {
+                seen.forget(&self.api_version, &self.resource, &obj);
+            } else {
+                seen.record(&self.api_version, &self.resource, obj.clone());
+            }
+        }
         if track {
             let max = self.max_tracked;
             let State::Watch { tracked, .. } = &mut self.state else {
@@ -230,14 +284,15 @@ impl FilterBody {
         let State::Watch { tracked, .. } = &mut self.state else {
             return out;
         };
-        let cx = FilterContext::new(&self.config, &self.view);
+        let cx = FilterContext::new(&self.config, &self.view)
+            .for_resource(&self.api_version, &self.resource);
         let mut keys: Vec<_> = tracked.keys().cloned().collect();
         keys.sort();
         for key in keys {
             let Some(t) = tracked.get_mut(&key) else {
                 continue;
             };
-            let filtered = run_chain(&self.chain, t.raw.clone(), &cx);
+            let filtered = run_chain(&self.chain, Value::clone(&t.raw), &cx);
             let now = filtered.as_ref().map(hash);
             if now == t.sent {
                 continue;
@@ -397,6 +452,10 @@ mod tests {
                 view: rx,
                 max_bytes: 1 << 20,
                 max_tracked: 16,
+                api_version: String::new(),
+                resource: String::new(),
+                seen: Some(Seen::new(16)),
+                scope: Scope::new("", None, None),
             },
             tx,
         )

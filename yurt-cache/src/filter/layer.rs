@@ -3,12 +3,15 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tower::Layer;
 
+use super::seen::Seen;
 use super::{ClusterView, ExtraComponents, FilterConfig, FilterService, FilterSwitches};
 
 /// Default largest single object, list item or watch event a filter decodes.
 const DEFAULT_MAX_BYTES: usize = 32 << 20;
 /// Default number of objects an open watch keeps for re-filtering.
 const DEFAULT_MAX_TRACKED: usize = 4096;
+/// Default number of objects per resource the layer keeps for seeding new watches.
+const DEFAULT_MAX_SEEN: usize = 16384;
 
 /// Wraps a service in [`FilterService`]; see the [module docs](super). Clones share the
 /// channels.
@@ -20,6 +23,7 @@ pub struct FilterLayer {
     pub(super) view: watch::Receiver<Arc<ClusterView>>,
     pub(super) max_bytes: usize,
     pub(super) max_tracked: usize,
+    pub(super) seen: Seen,
 }
 
 impl FilterLayer {
@@ -39,6 +43,7 @@ impl FilterLayer {
             view,
             max_bytes: DEFAULT_MAX_BYTES,
             max_tracked: DEFAULT_MAX_TRACKED,
+            seen: Seen::new(DEFAULT_MAX_SEEN),
         }
     }
 
@@ -53,6 +58,14 @@ impl FilterLayer {
     /// objects beyond are filtered when they change, not when the view does.
     pub fn max_tracked(mut self, objects: usize) -> Self {
         self.max_tracked = objects;
+        self
+    }
+
+    /// How many objects per resource the layer keeps (the last unfiltered copy of what lists
+    /// and watches of view-dependent resources sent) so that a watch opened after a list is
+    /// re-filtered on a view change too (default 16384).
+    pub fn max_seen(mut self, objects: usize) -> Self {
+        self.seen = Seen::new(objects);
         self
     }
 }

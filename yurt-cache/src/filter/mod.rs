@@ -58,6 +58,7 @@ mod inclusterconfig;
 mod layer;
 mod masterservice;
 mod nodeportisolation;
+mod seen;
 mod service;
 mod serviceenvupdater;
 mod servicetopology;
@@ -78,12 +79,28 @@ use serde_json::Value;
 pub struct FilterContext<'a> {
     pub(crate) config: &'a FilterConfig,
     pub(crate) view: &'a ClusterView,
+    /// The request's `apiVersion` (`v1`, `discovery.k8s.io/v1beta1`); empty when unknown.
+    pub(crate) api_version: &'a str,
+    /// The request's resource (`endpoints`, `endpointslices`); empty when unknown.
+    pub(crate) resource: &'a str,
 }
 
 impl<'a> FilterContext<'a> {
     /// A context over `config` and `view`.
     pub fn new(config: &'a FilterConfig, view: &'a ClusterView) -> Self {
-        FilterContext { config, view }
+        FilterContext {
+            config,
+            view,
+            api_version: "",
+            resource: "",
+        }
+    }
+
+    /// The request's `apiVersion` and resource (list items carry no `kind` or `apiVersion`).
+    pub fn for_resource(mut self, api_version: &'a str, resource: &'a str) -> Self {
+        self.api_version = api_version;
+        self.resource = resource;
+        self
     }
 }
 

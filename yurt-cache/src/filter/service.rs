@@ -6,9 +6,19 @@ use yurt_core::wellknown::hub::MULTIPLEXER_AGENT_PREFIX;
 use yurt_core::{Component, RequestInfo, Verb};
 
 use super::body::{FilterBody, Mode, Setup};
+use super::seen::Scope;
 use super::{FilterLayer, FilterName, ResponseFuture};
 use crate::body::Body;
 use crate::cache::policy::{self, Accept};
+
+/// What a filtered request's response gets.
+struct Plan {
+    chain: Vec<FilterName>,
+    mode: Mode,
+    api_version: String,
+    resource: String,
+    scope: Option<Scope>,
+}
 
 /// The filter layer's service; see the [module docs](super).
 #[derive(Debug, Clone)]
@@ -32,7 +42,7 @@ impl<S> FilterService<S> {
     }
 
     /// The chain and response shape for a request; `None`: not filtered.
-    fn plan<B>(&self, req: &Request<B>) -> Option<(Vec<FilterName>, Mode)> {
+    fn plan<B>(&self, req: &Request<B>) -> Option<Plan> {
         let info = req.extensions().get::<RequestInfo>()?;
         let component = req.extensions().get::<Component>()?.as_str();
         if !info.is_resource_request
@@ -58,7 +68,24 @@ impl<S> FilterService<S> {
             &info.resource,
             &self.config.extra.borrow(),
         );
-        (!chain.is_empty()).then_some((chain, mode))
+        let api_version = if info.api_group.is_empty() {
+            info.api_version.clone()
+        } else {
+            format!("{}/{}", info.api_group, info.api_version)
+        };
+        let o = &info.options;
+        let scope = Scope::new(
+            &info.namespace,
+            o.label_selector.as_deref(),
+            o.field_selector.as_deref(),
+        );
+        (!chain.is_empty()).then(|| Plan {
+            chain,
+            mode,
+            api_version,
+            resource: info.resource.clone(),
+            scope,
+        })
     }
 }
 
@@ -77,17 +104,22 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let Some((chain, mode)) = self.plan(&req) else {
+        let Some(plan) = self.plan(&req) else {
             return ResponseFuture(Box::pin(self.inner.call(req)));
         };
         policy::rewrite_request(req.headers_mut());
         let fut = self.inner.call(req);
+        let mode = plan.mode;
         let setup = Setup {
-            chain,
+            chain: plan.chain,
             config: self.config.config.clone(),
             view: self.config.view.clone(),
             max_bytes: self.config.max_bytes,
             max_tracked: self.config.max_tracked,
+            api_version: plan.api_version,
+            resource: plan.resource,
+            seen: Some(self.config.seen.clone()),
+            scope: plan.scope,
         };
         ResponseFuture(Box::pin(async move {
             let mut resp = fut.await?;

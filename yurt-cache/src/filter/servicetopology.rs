@@ -45,7 +45,7 @@ pub(crate) fn apply(mut obj: Value, cx: &FilterContext<'_>) -> Option<Value> {
         .as_str()
         .unwrap_or("")
         .to_owned();
-    if obj["kind"] == "Endpoints" {
+    if cx.resource == "endpoints" || obj["kind"] == "Endpoints" {
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
         let Some(allowed) = allowed_nodes(cx, &ns, &name) else {
             return Some(obj);
@@ -62,7 +62,8 @@ pub(crate) fn apply(mut obj: Value, cx: &FilterContext<'_>) -> Option<Value> {
     let Some(allowed) = allowed_nodes(cx, &ns, &svc) else {
         return Some(obj);
     };
-    let v1beta1 = obj["apiVersion"] == "discovery.k8s.io/v1beta1";
+    let v1beta1 = cx.api_version == "discovery.k8s.io/v1beta1"
+        || obj["apiVersion"] == "discovery.k8s.io/v1beta1";
     if let Some(eps) = obj.get_mut("endpoints").and_then(Value::as_array_mut) {
         eps.retain(|e| {
             let node = if v1beta1 {
@@ -178,6 +179,11 @@ mod tests {
             ips(&apply(slice_v1beta1("host"), &cx).unwrap()),
             ["10.0.0.1"]
         );
+        // A list item carries no apiVersion: the request's tells.
+        let mut item = slice_v1beta1("host");
+        item.as_object_mut().unwrap().remove("apiVersion");
+        let cx = cx.for_resource("discovery.k8s.io/v1beta1", "endpointslices");
+        assert_eq!(ips(&apply(item, &cx).unwrap()), ["10.0.0.1"]);
     }
 
     #[test]
@@ -203,5 +209,10 @@ mod tests {
                     "ports": [{"port": 80}]}])
         );
         assert_eq!(apply(endpoints("x"), &cx), Some(endpoints("x")));
+        // A list item carries no kind: the request's resource tells.
+        let mut item = endpoints("pool");
+        item.as_object_mut().unwrap().remove("kind");
+        let cx = cx.for_resource("v1", "endpoints");
+        assert_eq!(apply(item, &cx).unwrap()["subsets"], out["subsets"]);
     }
 }
