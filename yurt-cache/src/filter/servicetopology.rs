@@ -86,10 +86,10 @@ fn filter_endpoints(obj: &mut Value, allowed: &BTreeSet<&str>) {
         for key in ["addresses", "notReadyAddresses"] {
             if let Some(addrs) = s.get_mut(key).and_then(Value::as_array_mut) {
                 addrs.retain(|a| a["nodeName"].as_str().is_some_and(|n| allowed.contains(n)));
-                if addrs.is_empty() {
-                    if let Some(m) = s.as_object_mut() {
-                        m.remove(key);
-                    }
+                if addrs.is_empty()
+                    && let Some(m) = s.as_object_mut()
+                {
+                    m.remove(key);
                 }
             }
         }
