@@ -349,31 +349,32 @@ impl FilterBody {
 
     /// Polls the view-change future; returns events to send when the view changed.
     fn poll_view(&mut self, cx: &mut Context<'_>) -> Vec<u8> {
-        let State::Watch { changed: slot, .. } = &mut self.state else {
-            return Vec::new();
-        };
-        let Some(fut) = slot.as_mut() else {
-            return Vec::new();
-        };
-        let Poll::Ready((mut rx, ok)) = fut.as_mut().poll(cx) else {
-            return Vec::new();
-        };
-        if !ok {
-            // The publisher is gone: the view is final; keep filtering with it.
-            *slot = None;
-            return Vec::new();
+        let mut refilter = false;
+        // Poll until the (re-armed) future is pending, so its waker is always registered.
+        loop {
+            let State::Watch { changed: slot, .. } = &mut self.state else {
+                break;
+            };
+            let Some(fut) = slot.as_mut() else {
+                break;
+            };
+            let Poll::Ready((mut rx, ok)) = fut.as_mut().poll(cx) else {
+                break;
+            };
+            if !ok {
+                // The publisher is gone: the view is final; keep filtering with it.
+                *slot = None;
+                break;
+            }
+            self.view = rx.borrow_and_update().clone();
+            *slot = Some(changed(rx));
+            refilter = true;
         }
-        self.view = rx.borrow_and_update().clone();
-        *slot = Some(changed(rx));
-        let out = self.refilter();
-        // Register the new future's waker before returning.
-        if let State::Watch {
-            changed: Some(fut), ..
-        } = &mut self.state
-        {
-            let _ = fut.as_mut().poll(cx);
+        if refilter {
+            self.refilter()
+        } else {
+            Vec::new()
         }
-        out
     }
 }
 
