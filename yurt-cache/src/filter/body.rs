@@ -616,6 +616,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_watch_opened_after_a_list_is_refiltered() {
+        let (list_setup, tx) = setup(vec![FilterName::ServiceTopology], topology_view());
+        let seen = list_setup.seen.clone();
+        let list = json!({"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
+            "metadata": {"resourceVersion": "9"},
+            "items": [slice("web-1", &["edge-1", "edge-2", "cloud-1"])]});
+        let out = collect(FilterBody::new(
+            chunked(&list.to_string(), 11),
+            Mode::List,
+            list_setup,
+        ))
+        .await;
+        assert_eq!(out["items"][0]["endpoints"].as_array().unwrap().len(), 2);
+
+        // The watch from the list's resourceVersion has sent nothing yet.
+        let (mut watch_setup, _) = setup(vec![FilterName::ServiceTopology], topology_view());
+        watch_setup.view = tx.subscribe();
+        watch_setup.seen = seen;
+        let (_feed_tx, feed_rx) =
+            futures::channel::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+        let mut body = FilterBody::new(
+            Body::new(StreamBody::new(feed_rx)),
+            Mode::Watch,
+            watch_setup,
+        );
+        let mut view = topology_view();
+        view.set_nodepool(
+            &json!({"metadata": {"name": "hangzhou"}, "status": {"nodes": ["edge-1"]}}),
+        );
+        tx.send_replace(Arc::new(view));
+        let ev = next_event(&mut body).await;
+        assert_eq!(ev["type"], "MODIFIED");
+        assert_eq!(ev["object"]["endpoints"].as_array().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
     async fn single_object_is_filtered_and_large_ones_pass() {
         let pod = json!({"kind": "Pod", "metadata": {"name": "p", "namespace": "d"},
             "spec": {"containers": [{"name": "c", "env": [{"name": "KUBERNETES_SERVICE_HOST", "value": "10.96.0.1"}]}]}});

@@ -131,3 +131,88 @@ where
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+
+    use http::StatusCode;
+    use http_body_util::BodyExt;
+    use serde_json::{Value, json};
+    use tokio::sync::watch;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::filter::{ClusterView, ExtraComponents, FilterConfig, FilterSwitches};
+    use crate::request_info::RequestInfoLayer;
+
+    const LIST: &str = r#"{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"3"},"items":[{"metadata":{"name":"kubernetes","namespace":"default"},"spec":{"clusterIP":"10.96.0.1","ports":[{"name":"https","port":443}]}}]}"#;
+
+    async fn cluster_ip(user_agent: &str, status: StatusCode, content_type: &str) -> Value {
+        let (_etx, extra) = watch::channel(ExtraComponents::default());
+        let (_vtx, view) = watch::channel(Arc::new(ClusterView::new()));
+        let layer = FilterLayer::new(
+            FilterConfig::new("edge-1"),
+            FilterSwitches::default(),
+            extra,
+            view,
+        );
+        let ct = content_type.to_owned();
+        let svc = ServiceBuilder::new()
+            .layer(RequestInfoLayer::new())
+            .layer(layer)
+            .service(service_fn(move |req: Request<Body>| {
+                let ct = ct.clone();
+                async move {
+                    // Filtered requests ask for JSON; others keep what the client accepts.
+                    let filtered = req.headers()[header::USER_AGENT]
+                        .to_str()
+                        .unwrap()
+                        .starts_with("kubelet");
+                    let json = req.headers()[header::ACCEPT] == "application/json";
+                    assert_eq!(filtered, json);
+                    let mut resp = Response::new(Body::from(LIST));
+                    *resp.status_mut() = status;
+                    resp.headers_mut()
+                        .insert(header::CONTENT_TYPE, ct.parse().unwrap());
+                    Ok::<_, Infallible>(resp)
+                }
+            }));
+        let req = Request::get("/api/v1/services")
+            .header(header::USER_AGENT, user_agent)
+            .header(header::ACCEPT, "application/vnd.kubernetes.protobuf, */*")
+            .body(Body::empty())
+            .unwrap();
+        let resp = svc.oneshot(req).await.unwrap();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let list: Value = serde_json::from_slice(&bytes).unwrap();
+        list["items"][0]["spec"]["clusterIP"].clone()
+    }
+
+    #[tokio::test]
+    async fn filters_clients_but_not_the_hub_errors_or_other_types() {
+        let ok = StatusCode::OK;
+        let json_ct = "application/json";
+        assert_eq!(
+            cluster_ip("kubelet/v1.36", ok, json_ct).await,
+            json!("169.254.2.1")
+        );
+        assert_eq!(
+            cluster_ip("yurthub/1.0", ok, json_ct).await,
+            json!("10.96.0.1")
+        );
+        assert_eq!(
+            cluster_ip("multiplexer-proxy-edge-1", ok, json_ct).await,
+            json!("10.96.0.1")
+        );
+        assert_eq!(
+            cluster_ip("kubectl/v1", ok, json_ct).await,
+            json!("10.96.0.1")
+        );
+        assert_eq!(
+            cluster_ip("kubelet/v1.36", StatusCode::ACCEPTED, "text/plain").await,
+            json!("10.96.0.1")
+        );
+    }
+}
