@@ -142,7 +142,7 @@ async fn bounded<F: std::future::Future>(what: &str, fut: F) -> F::Output {
 }
 
 async fn create(api: &TestApiServer, obj: Value) -> Value {
-    api.create_object(obj).await.unwrap()
+    bounded("create", api.create_object(obj)).await.unwrap()
 }
 
 /// The NodePool CRD, pool `hangzhou` with `members`, Service `default/web` annotated with
@@ -192,14 +192,13 @@ async fn seed_topology(api: &TestApiServer, members: &[&str], topology: &str) {
 
 async fn set_members(api: &TestApiServer, members: &[&str]) {
     let pools: Api<NodePool> = Api::all(api.client());
-    pools
-        .patch_status(
-            "hangzhou",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"nodes": members}})),
-        )
-        .await
-        .unwrap();
+    let patch = Patch::Merge(json!({"status": {"nodes": members}}));
+    bounded(
+        "patch pool status",
+        pools.patch_status("hangzhou", &PatchParams::default(), &patch),
+    )
+    .await
+    .unwrap();
 }
 
 fn slice_nodes(s: &EndpointSlice) -> Vec<String> {
@@ -292,10 +291,13 @@ async fn servicetopology_lists_watches_and_refilters_on_pool_change() {
     let patch = json!({"endpoints": [
         {"addresses": ["10.0.0.2"], "conditions": {"ready": true}, "nodeName": "edge-2"},
         {"addresses": ["10.0.0.3"], "conditions": {"ready": true}, "nodeName": "cloud-1"}]});
-    Api::<EndpointSlice>::namespaced(api.client(), "default")
-        .patch("web-abcde", &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .unwrap();
+    let direct = Api::<EndpointSlice>::namespaced(api.client(), "default");
+    bounded(
+        "patch",
+        direct.patch("web-abcde", &PatchParams::default(), &Patch::Merge(patch)),
+    )
+    .await
+    .unwrap();
     match next_event(&mut events).await {
         WatchEvent::Modified(s) => assert_eq!(slice_nodes(&s), ["cloud-1"]),
         other => panic!("expected MODIFIED, got {other:?}"),
@@ -340,10 +342,13 @@ async fn discardcloudservice_drops_on_list_and_watch_as_deleted() {
         .unwrap()
         .boxed();
     let patch = json!({"metadata": {"annotations": {"svc.openyurt.io/discard": "true"}}});
-    Api::<Service>::namespaced(api.client(), "default")
-        .patch("lb", &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .unwrap();
+    let direct = Api::<Service>::namespaced(api.client(), "default");
+    bounded(
+        "patch",
+        direct.patch("lb", &PatchParams::default(), &Patch::Merge(patch)),
+    )
+    .await
+    .unwrap();
     match next_event(&mut events).await {
         WatchEvent::Deleted(s) => assert_eq!(s.metadata.name.as_deref(), Some("lb")),
         other => panic!("expected DELETED, got {other:?}"),
@@ -383,10 +388,13 @@ async fn nodeportisolation_follows_the_pool() {
         .boxed();
     // Annotated away from the pool: the watch sees it deleted.
     let patch = json!({"metadata": {"annotations": {"nodeport.openyurt.io/listen": "-hangzhou"}}});
-    Api::<Service>::namespaced(api.client(), "default")
-        .patch("np", &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .unwrap();
+    let direct = Api::<Service>::namespaced(api.client(), "default");
+    bounded(
+        "patch",
+        direct.patch("np", &PatchParams::default(), &Patch::Merge(patch)),
+    )
+    .await
+    .unwrap();
     match next_event(&mut events).await {
         WatchEvent::Deleted(s) => assert_eq!(s.metadata.name.as_deref(), Some("np")),
         other => panic!("expected DELETED, got {other:?}"),
