@@ -14,7 +14,7 @@ use kube::core::CustomResourceExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use yurt_cache::admin::ProxyMetrics;
+use yurt_cache::admin::{AdminService, ProxyMetrics, Registry};
 use yurt_cache::balancer::{Balancer, Strategy};
 use yurt_cache::cache::{CacheAgents, CacheLayer};
 use yurt_cache::filter::{
@@ -581,4 +581,47 @@ async fn forwardkubesvctraffic_and_configmap_components() {
         ["169.254.2.1"]
     );
     hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn readyz_waits_for_the_filter_view() {
+    let api = TestApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let checker = HealthChecker::spawn(
+        plain_client(),
+        vec![uri(&api)],
+        HealthConfig::readyz().interval(Duration::from_millis(100)),
+    );
+    wait_for(&mut checker.subscribe(), |s| s.any_healthy()).await;
+    api.go_down().await;
+    wait_for(&mut checker.subscribe(), |s| !s.any_healthy()).await;
+
+    let balancer = Balancer::new(plain_client(), checker.subscribe(), Strategy::RoundRobin);
+    let stack = ProxyStack::new(balancer, None, ProxyMetrics::new());
+    let (view_tx, _view_rx) = watch::channel(Arc::new(ClusterView::new()));
+    let view = ViewWatcher::spawn(
+        stack,
+        view_tx,
+        ViewWatcherConfig::default().backoff(Duration::from_millis(50), Duration::from_millis(200)),
+    );
+    let admin = AdminService::new(store.clone(), checker.subscribe(), Registry::default())
+        .ready_gate("resource filters", view.synced());
+    // Nothing can be listed while the apiserver is down.
+    let reasons = bounded("readyz", admin.not_ready_reasons()).await;
+    assert!(
+        reasons.contains(&"resource filters not ready".to_owned()),
+        "{reasons:?}"
+    );
+
+    api.come_up().await.unwrap();
+    let mut synced = view.synced();
+    bounded("view synced", synced.wait_for(|s| *s))
+        .await
+        .unwrap();
+    let reasons = bounded("readyz", admin.not_ready_reasons()).await;
+    assert!(reasons.is_empty(), "{reasons:?}");
+    view.shutdown().await;
+    checker.shutdown().await;
+    store.shutdown().await;
 }
