@@ -18,14 +18,14 @@ use yurt_cache::admin::{AdminService, ProxyMetrics, Registry};
 use yurt_cache::balancer::{Balancer, Strategy};
 use yurt_cache::cache::{CacheAgents, CacheLayer};
 use yurt_cache::filter::{
-    ClusterView, ExtraComponents, FilterConfig, FilterLayer, FilterSwitches, ViewWatcher,
-    ViewWatcherConfig,
+    ClusterView, ExtraComponents, FilterConfig, FilterLayer, FilterSwitches, PoolSource,
+    ViewWatcher, ViewWatcherConfig,
 };
 use yurt_cache::health::{HealthChecker, HealthConfig};
 use yurt_cache::hubconfig::{HubConfig, HubConfigWatcher};
 use yurt_cache::server::{ProxyStack, Server, ServerConfig};
 use yurt_cache::store::RedbStore;
-use yurt_core::crd::NodePool;
+use yurt_core::crd::{NodeBucket, NodePool};
 use yurt_testkit::TestApiServer;
 
 use crate::health::wait_for;
@@ -49,6 +49,10 @@ struct Hub {
 
 impl Hub {
     async fn start(api: &TestApiServer) -> Hub {
+        Hub::start_with(api, PoolSource::NodePool).await
+    }
+
+    async fn start_with(api: &TestApiServer, pools: PoolSource) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let checker = HealthChecker::spawn(plain_client(), vec![uri(api)], HealthConfig::readyz());
@@ -75,7 +79,9 @@ impl Hub {
         let view = ViewWatcher::spawn(
             stack.clone(),
             view_tx,
-            ViewWatcherConfig::default().backoff(backoff.0, backoff.1),
+            ViewWatcherConfig::default()
+                .backoff(backoff.0, backoff.1)
+                .pools(pools),
         );
         let hubconfig = HubConfigWatcher::spawn_with_filters(
             stack.clone(),
@@ -624,4 +630,110 @@ async fn readyz_waits_for_the_filter_view() {
     view.shutdown().await;
     checker.shutdown().await;
     store.shutdown().await;
+}
+
+#[tokio::test]
+async fn servicetopology_from_nodebuckets() {
+    let api = TestApiServer::start().await.unwrap();
+    // Pool membership from NodeBuckets: the NodePool says nothing of edge-2.
+    seed_topology(&api, &["edge-1"], "kubernetes.io/zone").await;
+    create(&api, serde_json::to_value(NodeBucket::crd()).unwrap()).await;
+    let bucket = |name: &str, nodes: &[&str]| {
+        let nodes: Vec<Value> = nodes.iter().map(|n| json!({"name": n})).collect();
+        json!({"apiVersion": "apps.openyurt.io/v1alpha1", "kind": "NodeBucket",
+            "metadata": {"name": name, "labels": {"openyurt.io/pool-name": "hangzhou"}},
+            "numNodes": nodes.len(), "nodes": nodes})
+    };
+    create(&api, bucket("hangzhou-1", &["edge-1"])).await;
+    create(&api, bucket("hangzhou-2", &["edge-2"])).await;
+    let hub = Hub::start_with(&api, PoolSource::NodeBucket).await;
+    hub.wait_view(|v| v.pool_members("hangzhou").len() == 2)
+        .await;
+    let slices: Api<EndpointSlice> = Api::namespaced(hub.kube(COREDNS), "default");
+    let list = bounded("list", slices.list(&ListParams::default()))
+        .await
+        .unwrap();
+    assert_eq!(
+        slice_nodes(named(&list.items, "web-abcde")),
+        ["edge-1", "edge-2"]
+    );
+    let rv = list.metadata.resource_version.clone().unwrap();
+    let mut events = bounded("watch", slices.watch(&WatchParams::default(), &rv))
+        .await
+        .unwrap()
+        .boxed();
+    let buckets: Api<NodeBucket> = Api::all(api.client());
+    bounded(
+        "delete bucket",
+        buckets.delete("hangzhou-2", &Default::default()),
+    )
+    .await
+    .unwrap();
+    match next_event(&mut events).await {
+        WatchEvent::Modified(s) => assert_eq!(slice_nodes(&s), ["edge-1"]),
+        other => panic!("expected MODIFIED, got {other:?}"),
+    }
+    drop(events);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn inclusterconfig_on_watch_and_service_annotation_change() {
+    let api = TestApiServer::start().await.unwrap();
+    seed_topology(&api, &["edge-1", "edge-2"], "kubernetes.io/hostname").await;
+    create(
+        &api,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "kube-proxy", "namespace": "kube-system"},
+            "data": {"config.conf": "clientConnection:\n  kubeconfig: /k.conf\n"}}),
+    )
+    .await;
+    let hub = Hub::start(&api).await;
+    hub.wait_view(|v| v.topology_keys("default", "web").is_some())
+        .await;
+
+    let cms: Api<ConfigMap> = Api::namespaced(hub.kube(KUBELET), "kube-system");
+    let mut events = bounded("watch", cms.watch(&WatchParams::default(), "0"))
+        .await
+        .unwrap()
+        .boxed();
+    loop {
+        match next_event(&mut events).await {
+            WatchEvent::Added(c) if c.metadata.name.as_deref() == Some("kube-proxy") => {
+                let conf = &c.data.unwrap()["config.conf"];
+                assert_eq!(conf, "clientConnection:\n  #kubeconfig: /k.conf\n");
+                break;
+            }
+            WatchEvent::Added(_) => continue,
+            other => panic!("expected ADDED, got {other:?}"),
+        }
+    }
+    drop(events);
+
+    // Host topology: only edge-1; the annotation changes to the pool: edge-2 comes back.
+    let slices: Api<EndpointSlice> = Api::namespaced(hub.kube(KUBE_PROXY), "default");
+    let list = bounded("list", slices.list(&ListParams::default()))
+        .await
+        .unwrap();
+    assert_eq!(slice_nodes(named(&list.items, "web-abcde")), ["edge-1"]);
+    let rv = list.metadata.resource_version.clone().unwrap();
+    let mut events = bounded("watch", slices.watch(&WatchParams::default(), &rv))
+        .await
+        .unwrap()
+        .boxed();
+    let patch =
+        json!({"metadata": {"annotations": {"openyurt.io/topologyKeys": "openyurt.io/nodepool"}}});
+    let direct = Api::<Service>::namespaced(api.client(), "default");
+    bounded(
+        "patch",
+        direct.patch("web", &PatchParams::default(), &Patch::Merge(patch)),
+    )
+    .await
+    .unwrap();
+    match next_event(&mut events).await {
+        WatchEvent::Modified(s) => assert_eq!(slice_nodes(&s), ["edge-1", "edge-2"]),
+        other => panic!("expected MODIFIED, got {other:?}"),
+    }
+    drop(events);
+    hub.shutdown().await;
 }
