@@ -351,10 +351,7 @@ impl FilterBody {
     fn poll_view(&mut self, cx: &mut Context<'_>) -> Vec<u8> {
         let mut refilter = false;
         // Poll until the (re-armed) future is pending, so its waker is always registered.
-        loop {
-            let State::Watch { changed: slot, .. } = &mut self.state else {
-                break;
-            };
+        while let State::Watch { changed: slot, .. } = &mut self.state {
             let Some(fut) = slot.as_mut() else {
                 break;
             };
