@@ -30,8 +30,8 @@ use yurt::cache::admin::{AdminService, ProxyMetrics};
 use yurt::cache::balancer::{Balancer, Strategy};
 use yurt::cache::cache::{CacheAgents, CacheLayer};
 use yurt::cache::filter::{
-    ClusterView, ExtraComponents, FilterConfig, FilterLayer, FilterSwitches, PoolSource,
-    ViewWatcher, ViewWatcherConfig,
+    ClusterView, ExtraComponents, FilterConfig, FilterLayer, FilterName, FilterSwitches,
+    PoolSource, ViewWatcher, ViewWatcherConfig,
 };
 use yurt::cache::health::{HealthChecker, HealthConfig, HealthMetrics, Probe};
 use yurt::cache::hubconfig::{HubConfig, HubConfigWatcher};
@@ -72,7 +72,7 @@ struct Cli {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     enable_resource_filter: bool,
     /// Filters to switch off, comma separated (`*`: all).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = filter_name)]
     disabled_resource_filters: Vec<String>,
     /// Pool membership for the filters from NodePool `status.nodes`.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -490,6 +490,17 @@ async fn run(cli: Cli) -> Result<(), String> {
     store.shutdown().await;
     drop(sandbox);
     signal.map_err(|e| format!("signal handler: {e}"))
+}
+
+/// A `--disabled-resource-filters` entry: a filter name or `*`.
+fn filter_name(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s == "*" || s.is_empty() {
+        return Ok(s.to_owned());
+    }
+    s.parse::<FilterName>()
+        .map(|f| f.as_str().to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn prometheus_client_registry() -> yurt::cache::admin::Registry {
