@@ -14,7 +14,7 @@ use tower::{Service, ServiceExt};
 
 use super::ClusterView;
 use crate::body::{Body, BoxError};
-use crate::cache::json_stream::ObjectStream;
+use crate::cache::json_stream::{ListStream, ObjectStream};
 
 /// Where pool membership comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,14 +102,11 @@ impl Kind {
         }
     }
 
-    /// Replaces this kind's part of the view with `items`.
-    fn reset(self, view: &mut ClusterView, items: &[Value]) {
+    /// Replaces this kind's part of `view` with that of `part`.
+    fn replace(self, view: &mut ClusterView, part: ClusterView) {
         match self {
-            Kind::Services => view.topology.clear(),
-            Kind::NodePools | Kind::NodeBuckets => view.groups.clear(),
-        }
-        for i in items {
-            self.apply(view, i, false);
+            Kind::Services => view.topology = part.topology,
+            Kind::NodePools | Kind::NodeBuckets => view.groups = part.groups,
         }
     }
 }
@@ -240,36 +237,65 @@ where
         }
     }
 
-    /// Lists and resets this kind's part of the view; the list's resourceVersion, or `None`
+    /// Lists and resets this kind's part of the view, decoding the list item by item as it
+    /// streams (only the view's compact form is kept); the list's resourceVersion, or `None`
     /// when the resource does not exist (404: CRD not installed).
     async fn list(&self) -> Result<Option<String>, String> {
         let resp = self.send(self.kind.path()).await?;
         let status = resp.status();
-        let body = tokio::time::timeout(self.config().request_timeout, resp.into_body().collect())
-            .await
-            .map_err(|_| "list body timed out".to_owned())?
-            .map_err(|e| format!("list body: {e}"))?
-            .to_bytes();
         if status == StatusCode::NOT_FOUND {
-            self.shared
-                .view
-                .send_if_modified(|v| reset_if_changed(v, self.kind, &[]));
+            self.publish(ClusterView::new());
             return Ok(None);
         }
         if status != StatusCode::OK {
             return Err(format!("list answered {status}"));
         }
-        let list: Value = serde_json::from_slice(&body).map_err(|e| format!("list: {e}"))?;
-        let items = list["items"].as_array().map_or(&[][..], Vec::as_slice);
-        self.shared
-            .view
-            .send_if_modified(|v| reset_if_changed(v, self.kind, items));
+        let mut body = resp.into_body();
+        let mut split = ListStream::new(16 << 20);
+        let mut part = ClusterView::new();
+        let deadline = tokio::time::Instant::now() + self.config().request_timeout;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, body.frame())
+                .await
+                .map_err(|_| "list body timed out".to_owned())?;
+            let data = match frame {
+                None => break,
+                Some(Err(e)) => return Err(format!("list body: {e}")),
+                Some(Ok(f)) => match f.into_data() {
+                    Ok(d) => d,
+                    Err(_) => continue,
+                },
+            };
+            for raw in split.feed(&data).map_err(|e| format!("list: {e}"))? {
+                let item: Value =
+                    serde_json::from_slice(&raw).map_err(|e| format!("list item: {e}"))?;
+                self.kind.apply(&mut part, &item, false);
+            }
+        }
+        let head = split.finish().map_err(|e| format!("list: {e}"))?;
+        let meta: Value = if head.metadata.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&head.metadata).map_err(|e| format!("list metadata: {e}"))?
+        };
+        self.publish(part);
         Ok(Some(
-            list["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned(),
+            meta["resourceVersion"].as_str().unwrap_or("").to_owned(),
         ))
+    }
+
+    /// Publishes `part` as this kind's part of the view, if that changes it.
+    fn publish(&self, part: ClusterView) {
+        let kind = self.kind;
+        self.shared.view.send_if_modified(move |v| {
+            let mut next = ClusterView::clone(v);
+            kind.replace(&mut next, part);
+            if next == **v {
+                return false;
+            }
+            *v = Arc::new(next);
+            true
+        });
     }
 
     async fn watch(&self, rv: &mut String) -> End {
@@ -340,17 +366,6 @@ where
             }
         }
     }
-}
-
-/// Resets `kind`'s part of `v` to `items`; `true` if that changed it.
-fn reset_if_changed(v: &mut Arc<ClusterView>, kind: Kind, items: &[Value]) -> bool {
-    let mut next = ClusterView::clone(v);
-    kind.reset(&mut next, items);
-    if next == **v {
-        return false;
-    }
-    *v = Arc::new(next);
-    true
 }
 
 async fn run<S>(service: S, shared: Arc<Shared>, kind: Kind)
