@@ -424,9 +424,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     let filter_config = FilterConfig::new(&node)
         .nodepool_name(cli.nodepool_name.as_deref())
         .hub(&cli.dummy_if_ip, cli.proxy_secure_port);
-    let filter = FilterLayer::new(filter_config, switches, extra_rx, view_rx);
-    let stack =
-        ProxyStack::with_filter(balancer, Some(filter), kubelet_lease, cache, proxy_metrics);
+    let filtering = switches.any_enabled();
+    let filter = filtering.then(|| FilterLayer::new(filter_config, switches, extra_rx, view_rx));
+    let stack = ProxyStack::with_filter(balancer, filter, kubelet_lease, cache, proxy_metrics);
     let hubconfig = HubConfigWatcher::spawn_with_filters(
         stack.clone(),
         agents_tx,
@@ -438,14 +438,18 @@ async fn run(cli: Cli) -> Result<(), String> {
         (false, true) => PoolSource::NodePool,
         (false, false) => PoolSource::None,
     };
-    let view_watcher = ViewWatcher::spawn(
-        stack.clone(),
-        view_tx,
-        ViewWatcherConfig::default().pools(pools),
-    );
-    let admin = AdminService::new(store.clone(), checker.subscribe(), registry)
-        .ready_gate("yurt-hub-cfg", hubconfig.synced())
-        .ready_gate("resource filters", view_watcher.synced());
+    let view_watcher = filtering.then(|| {
+        ViewWatcher::spawn(
+            stack.clone(),
+            view_tx,
+            ViewWatcherConfig::default().pools(pools),
+        )
+    });
+    let mut admin = AdminService::new(store.clone(), checker.subscribe(), registry)
+        .ready_gate("yurt-hub-cfg", hubconfig.synced());
+    if let Some(w) = &view_watcher {
+        admin = admin.ready_gate("resource filters", w.synced());
+    }
 
     let server_config = ServerConfig::default().drain_timeout(cli.shutdown_drain_timeout);
     let proxy_addr = SocketAddr::new(cli.bind_proxy_address, cli.proxy_port);
@@ -485,7 +489,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     let (p, a) = tokio::join!(proxy.shutdown(), admin.shutdown());
     eprintln!("yurthub: drained (proxy {p:?}, management {a:?})");
     hubconfig.shutdown().await;
-    view_watcher.shutdown().await;
+    if let Some(w) = view_watcher {
+        w.shutdown().await;
+    }
     checker.shutdown().await;
     store.shutdown().await;
     drop(sandbox);

@@ -194,6 +194,11 @@ impl FilterSwitches {
         Ok(switches)
     }
 
+    /// Whether any filter may run (else the layer can be left out).
+    pub fn any_enabled(&self) -> bool {
+        FilterName::ALL.into_iter().any(|f| self.is_enabled(f))
+    }
+
     /// Whether `filter` may run at all.
     pub fn is_enabled(&self, filter: FilterName) -> bool {
         self.enabled && !self.disabled.contains(&filter)
@@ -305,6 +310,8 @@ mod tests {
             s.chain("kubelet", &Verb::List, "services", &none)
                 .is_empty()
         );
+        assert!(!s.any_enabled());
+        assert!(FilterSwitches::default().any_enabled());
         let s = FilterSwitches::new(false, &[""]).unwrap();
         assert!(
             s.chain("kubelet", &Verb::List, "services", &none)

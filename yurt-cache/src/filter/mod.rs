@@ -36,7 +36,9 @@
 //! ([`FilterName::uses_view`]) re-filters the objects it has sent (it keeps their last
 //! unfiltered copy, at most [`FilterLayer::max_tracked`] per watch) and sends what changed:
 //! `MODIFIED` for a narrowed or widened EndpointSlice, `DELETED` for an object now dropped,
-//! `ADDED` for one now let through, without waiting for the object itself to change.
+//! `ADDED` for one now let through, without waiting for the object itself to change. Re-sent
+//! objects keep their resourceVersion (nothing changed upstream); a watch opened after a list
+//! starts out knowing what the layer's lists sent within its namespace and selectors.
 //!
 //! # Readiness
 //!
