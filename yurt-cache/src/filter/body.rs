@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use http_body::{Frame, SizeHint};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::watch;
 
 use super::seen::{Scope, Seen};
@@ -96,16 +96,26 @@ fn changed(mut rx: watch::Receiver<Arc<ClusterView>>) -> Changed {
     })
 }
 
-fn hash(v: &Value) -> u64 {
+fn hash_bytes(b: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
-    v.to_string().hash(&mut h);
+    b.hash(&mut h);
     h.finish()
 }
 
-fn event(ty: &str, object: &Value) -> Vec<u8> {
-    let mut out = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
-    out.push(b'\n');
-    out
+/// The hash of an object's serialization (what [`event`] sends of it).
+fn hash(v: &Value) -> u64 {
+    hash_bytes(&serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// Writes a watch event line (`ty` is ADDED, MODIFIED or DELETED); returns the object's hash.
+fn event(out: &mut Vec<u8>, ty: &str, object: &Value) -> u64 {
+    let obj = serde_json::to_vec(object).unwrap_or_default();
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(ty.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(&obj);
+    out.extend_from_slice(b"}\n");
+    hash_bytes(&obj)
 }
 
 fn malformed(e: impl std::fmt::Display) -> BoxError {
@@ -242,16 +252,13 @@ impl FilterBody {
         );
         let filtered = self.filter(obj.clone());
         let sent = match (&filtered, ty.as_str()) {
-            (Some(o), "ADDED" | "MODIFIED") => {
-                out.extend(event(&ty, o));
-                Some(hash(o))
-            }
+            (Some(o), "ADDED" | "MODIFIED") => Some(event(out, &ty, o)),
             (Some(o), _) => {
-                out.extend(event("DELETED", o));
+                event(out, "DELETED", o);
                 None
             }
             (None, _) => {
-                out.extend(event("DELETED", &obj));
+                event(out, "DELETED", &obj);
                 None
             }
         };
@@ -298,10 +305,10 @@ impl FilterBody {
                 continue;
             }
             match (&filtered, t.sent) {
-                (Some(o), Some(_)) => out.extend(event("MODIFIED", o)),
-                (Some(o), None) => out.extend(event("ADDED", o)),
-                (None, _) => out.extend(event("DELETED", &t.raw)),
-            }
+                (Some(o), Some(_)) => event(&mut out, "MODIFIED", o),
+                (Some(o), None) => event(&mut out, "ADDED", o),
+                (None, _) => event(&mut out, "DELETED", &t.raw),
+            };
             t.sent = now;
         }
         out
@@ -433,6 +440,7 @@ impl http_body::Body for FilterBody {
 #[cfg(test)]
 mod tests {
     use http_body_util::{BodyExt, StreamBody};
+    use serde_json::json;
 
     use super::*;
     use crate::filter::tests::cx;
