@@ -24,7 +24,7 @@ use yurt_cache::filter::{
 use yurt_cache::health::{HealthChecker, HealthConfig};
 use yurt_cache::hubconfig::{HubConfig, HubConfigWatcher};
 use yurt_cache::server::{ProxyStack, Server, ServerConfig};
-use yurt_cache::store::RedbStore;
+use yurt_cache::store::{Gvr, ObjectKey, RedbStore, Store};
 use yurt_core::crd::{NodeBucket, NodePool};
 use yurt_testkit::TestApiServer;
 
@@ -463,7 +463,25 @@ async fn kubelet_filters_masterservice_inclusterconfig_serviceenvupdater() {
         other => panic!("expected ADDED, got {other:?}"),
     }
     drop(events);
-    // The store keeps what the apiserver said: the hub itself reads it unfiltered.
+    // The store keeps what the apiserver said (the tee writes it as the list streams).
+    let key = ObjectKey::new(
+        "kubelet",
+        &Gvr::new("", "v1", "services"),
+        "default",
+        "kubernetes",
+    );
+    let stored = bounded("stored", async {
+        loop {
+            if let Some(o) = hub.store.get(&key).await.unwrap() {
+                break o;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let stored: Value = serde_json::from_slice(&stored.json).unwrap();
+    assert_ne!(stored["spec"]["clusterIP"], "169.254.2.1");
+    // The hub's own requests are never filtered.
     let own: Api<Service> = Api::namespaced(hub.kube("yurthub/v1"), "default");
     let raw = bounded("own list", own.list(&ListParams::default()))
         .await
