@@ -604,6 +604,25 @@ async fn forwardkubesvctraffic_and_configmap_components() {
         first_address(named(&after.items, "kubernetes")),
         ["169.254.2.1"]
     );
+
+    // Deleting the ConfigMap resets to the defaults.
+    let cms: Api<ConfigMap> = Api::namespaced(api.client(), "kube-system");
+    bounded("delete", cms.delete("yurt-hub-cfg", &Default::default()))
+        .await
+        .unwrap();
+    bounded(
+        "filter components reset",
+        extra.wait_for(|e| *e == ExtraComponents::default()),
+    )
+    .await
+    .unwrap();
+    let reset = bounded("list", envoy.list(&ListParams::default()))
+        .await
+        .unwrap();
+    assert_ne!(
+        first_address(named(&reset.items, "kubernetes")),
+        ["169.254.2.1"]
+    );
     hub.shutdown().await;
 }
 
