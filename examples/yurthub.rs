@@ -26,8 +26,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use yurt::cache::balancer::Strategy;
+use yurt::cache::filter::{FilterConfig, FilterName, FilterSwitches, PoolSource};
 use yurt::cache::health::{HealthConfig, Probe};
-use yurt::cache::hub::{EdgeHub, EdgeHubConfig, WorkingMode as HubMode};
+use yurt::cache::hub::{EdgeHub, EdgeHubConfig, FilterSettings, WorkingMode as HubMode};
 use yurt::cache::server::{ServerConfig, shutdown_signal};
 use yurt::cache::upstream::{UpstreamClient, UpstreamConfig};
 
@@ -58,9 +59,28 @@ struct Cli {
     /// This node's name (its Lease is the heartbeat).
     #[arg(long, env = "NODE_NAME")]
     node_name: String,
-    /// The node's pool (recorded for the pool features; not used by the proxy yet).
+    /// The node's pool (for the response filters; default: the pool whose members include the
+    /// node).
     #[arg(long)]
     nodepool_name: Option<String>,
+    /// Rewrite responses with the resource filters (servicetopology, masterservice, ...).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_resource_filter: bool,
+    /// Filters to switch off, comma separated (`*`: all).
+    #[arg(long, value_delimiter = ',', value_parser = filter_name)]
+    disabled_resource_filters: Vec<String>,
+    /// Pool membership for the filters from NodePool `status.nodes`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_node_pool: bool,
+    /// Pool membership for the filters from NodeBuckets (takes precedence over NodePools).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    enable_pool_service_topology: bool,
+    /// The address the filters point in-cluster apiserver clients at.
+    #[arg(long, default_value = "169.254.2.1")]
+    dummy_if_ip: String,
+    /// The port the filters point in-cluster apiserver clients at.
+    #[arg(long, default_value_t = 10268)]
+    proxy_secure_port: u16,
     /// Address of the management server.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
@@ -322,7 +342,12 @@ fn kubectl_kubeconfig(proxy: SocketAddr) -> String {
 }
 
 /// The hub's configuration from the flags.
-fn hub_config(cli: &Cli, node: &str, servers: Vec<http::Uri>, cache_dir: &Path) -> EdgeHubConfig {
+fn hub_config(
+    cli: &Cli,
+    node: &str,
+    servers: Vec<http::Uri>,
+    cache_dir: &Path,
+) -> Result<EdgeHubConfig, String> {
     let mut config = EdgeHubConfig::new(node, servers, cache_dir.join("cache.redb"));
     config.proxy_addr = SocketAddr::new(cli.bind_proxy_address, cli.proxy_port);
     config.admin_addr = SocketAddr::new(cli.bind_address, cli.serve_port);
@@ -344,7 +369,43 @@ fn hub_config(cli: &Cli, node: &str, servers: Vec<http::Uri>, cache_dir: &Path) 
     };
     config.hubconfig_namespace = cli.namespace.clone();
     config.server = ServerConfig::default().drain_timeout(cli.shutdown_drain_timeout);
-    config
+    let mut disabled = cli.disabled_resource_filters.clone();
+    if cli.working_mode == WorkingMode::Cloud {
+        // As upstream: these make no sense on a node in the cloud.
+        disabled.extend(
+            [
+                "discardcloudservice",
+                "forwardkubesvctraffic",
+                "serviceenvupdater",
+            ]
+            .map(String::from),
+        );
+    }
+    let switches = FilterSwitches::new(cli.enable_resource_filter, &disabled)
+        .map_err(|e| format!("--disabled-resource-filters: {e}"))?;
+    config.filters = Some(FilterSettings {
+        switches,
+        config: FilterConfig::new(node)
+            .nodepool_name(cli.nodepool_name.as_deref())
+            .hub(&cli.dummy_if_ip, cli.proxy_secure_port),
+        pools: match (cli.enable_pool_service_topology, cli.enable_node_pool) {
+            (true, _) => PoolSource::NodeBucket,
+            (false, true) => PoolSource::NodePool,
+            (false, false) => PoolSource::None,
+        },
+    });
+    Ok(config)
+}
+
+/// A `--disabled-resource-filters` entry: a filter name or `*`.
+fn filter_name(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s == "*" || s.is_empty() {
+        return Ok(s.to_owned());
+    }
+    s.parse::<FilterName>()
+        .map(|f| f.as_str().to_owned())
+        .map_err(|e| e.to_string())
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -380,7 +441,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             cache_dir.display()
         )
     })?;
-    let config = hub_config(&cli, &node, creds.servers.clone(), &cache_dir);
+    let config = hub_config(&cli, &node, creds.servers.clone(), &cache_dir)?;
     let hub = EdgeHub::start(config, client)
         .await
         .map_err(|e| e.to_string())?;

@@ -204,7 +204,7 @@ where
     let server = format!("https://{}", link.local_addr())
         .parse()
         .map_err(|e| format!("{e}"))?;
-    let mut config = hub_config(cli, node, vec![server], &cache_dir);
+    let mut config = hub_config(cli, node, vec![server], &cache_dir)?;
     config.health = HealthConfig::lease(node)
         .interval(Duration::from_secs(1))
         .timeout(Duration::from_secs(1))

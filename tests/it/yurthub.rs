@@ -48,6 +48,19 @@ fn a_bad_flag_exits_2_naming_it() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--lb-mode"), "{}", stderr(&out));
 
+    let out = run(&[
+        "--node-name",
+        "n",
+        "--disabled-resource-filters",
+        "masterservice,nope",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--disabled-resource-filters"),
+        "{}",
+        stderr(&out)
+    );
+
     let out = run(&["--server-addr", "https://127.0.0.1:6443"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--node-name"), "{}", stderr(&out));

@@ -2,9 +2,10 @@
 //! YurtHub's behaviour without wiring each part.
 //!
 //! [`EdgeHub::start`] opens the store, starts the health checker over the servers, composes
-//! the [`ProxyStack`] (request info, metrics, kubelet lease, autonomy condition, cache with
-//! offline serving, balancer) in edge mode, or a plain proxy in cloud mode, follows ConfigMap
-//! `yurt-hub-cfg` through that stack, starts the reconnect task ([`Resync`]) and serves the
+//! the [`ProxyStack`] (request info, metrics, response filters, kubelet lease, autonomy
+//! condition, cache with offline serving, balancer) in edge mode, or a plain proxy (with the
+//! filters) in cloud mode, follows ConfigMap `yurt-hub-cfg` and the filters' cluster view
+//! through that stack, starts the reconnect task ([`Resync`]) and serves the
 //! proxy and the management endpoints on their listeners. [`EdgeHub::shutdown`] stops
 //! everything in the reverse order: listeners first (in-flight requests finish within
 //! [`ServerConfig::drain_timeout`]), then the tasks, then the store (queued writes commit).
@@ -13,6 +14,7 @@
 //! around this type.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
@@ -21,6 +23,10 @@ use crate::admin::{AdminService, ProxyMetrics, Registry};
 use crate::autonomy::AutonomyLayer;
 use crate::balancer::{Balancer, Strategy};
 use crate::cache::{CacheAgents, CacheLayer, CacheMetrics};
+use crate::filter::{
+    ClusterView, ExtraComponents, FilterConfig, FilterLayer, FilterSwitches, PoolSource,
+    ViewWatcher, ViewWatcherConfig,
+};
 use crate::health::{HealthChecker, HealthConfig, HealthMetrics, HealthSnapshot, Probe};
 use crate::hubconfig::{HubConfig, HubConfigWatcher};
 use crate::lease::{KubeletLeaseLayer, KubeletLiveness};
@@ -37,6 +43,17 @@ pub enum WorkingMode {
     Edge,
     /// Proxy only (nodes in the cloud): nothing is cached.
     Cloud,
+}
+
+/// The response filters of an [`EdgeHub`].
+#[derive(Debug, Clone)]
+pub struct FilterSettings {
+    /// Which filters run (`--enable-resource-filter`, `--disabled-resource-filters`).
+    pub switches: FilterSwitches,
+    /// The node, its pool and the hub's address the filters use.
+    pub config: FilterConfig,
+    /// Where pool membership comes from (NodePools, NodeBuckets or nowhere).
+    pub pools: PoolSource,
 }
 
 /// Everything [`EdgeHub::start`] needs.
@@ -69,6 +86,8 @@ pub struct EdgeHubConfig {
     pub hubconfig_namespace: String,
     /// Listener settings (drain timeout).
     pub server: ServerConfig,
+    /// The response filters; `None`, or every filter switched off, runs none.
+    pub filters: Option<FilterSettings>,
 }
 
 impl EdgeHubConfig {
@@ -94,6 +113,7 @@ impl EdgeHubConfig {
             mode: WorkingMode::Edge,
             hubconfig_namespace: "kube-system".to_owned(),
             server: ServerConfig::default(),
+            filters: None,
         }
     }
 }
@@ -127,6 +147,7 @@ pub struct EdgeHub {
     proxy: Server,
     admin: Server,
     hubconfig: HubConfigWatcher,
+    view_watcher: Option<ViewWatcher>,
     checker: HealthChecker,
     resync: Option<Resync>,
     store: RedbStore,
@@ -212,18 +233,37 @@ impl EdgeHub {
             r.metrics().register(&mut registry);
             r
         });
+        // The filters read the cluster view, followed through the stack itself.
+        let (extra_tx, extra_rx) = tokio::sync::watch::channel(ExtraComponents::default());
+        let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(ClusterView::new()));
+        let filters = config.filters.clone().filter(|f| f.switches.any_enabled());
+        let filter = filters
+            .as_ref()
+            .map(|f| FilterLayer::new(f.config.clone(), f.switches.clone(), extra_rx, view_rx));
         let stack = ProxyStack::builder(balancer, proxy_metrics)
+            .filter(filter)
             .kubelet_lease(kubelet_lease)
             .autonomy(autonomy)
             .cache(cache)
             .build();
-        let hubconfig = HubConfigWatcher::spawn(
+        let hubconfig = HubConfigWatcher::spawn_with_filters(
             stack.clone(),
             agents_tx,
+            extra_tx,
             HubConfig::new(&node).namespace(&config.hubconfig_namespace),
         );
-        let admin = AdminService::new(store.clone(), checker.subscribe(), registry)
+        let view_watcher = filters.as_ref().map(|f| {
+            ViewWatcher::spawn(
+                stack.clone(),
+                view_tx,
+                ViewWatcherConfig::default().pools(f.pools),
+            )
+        });
+        let mut admin = AdminService::new(store.clone(), checker.subscribe(), registry)
             .ready_gate("yurt-hub-cfg", hubconfig.synced());
+        if let Some(w) = &view_watcher {
+            admin = admin.ready_gate("resource filters", w.synced());
+        }
         let proxy = Server::bind(config.proxy_addr, stack.clone(), config.server.clone())
             .await
             .map_err(|source| StartError::Listen {
@@ -242,6 +282,7 @@ impl EdgeHub {
             proxy,
             admin,
             hubconfig,
+            view_watcher,
             checker,
             resync,
             store,
@@ -319,6 +360,9 @@ impl EdgeHub {
             r.shutdown().await;
         }
         self.hubconfig.shutdown().await;
+        if let Some(w) = self.view_watcher {
+            w.shutdown().await;
+        }
         self.checker.shutdown().await;
         self.store.shutdown().await;
     }

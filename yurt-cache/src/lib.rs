@@ -8,6 +8,9 @@
 //! - [`request_info`]: resolves each request's `RequestInfo` and component, answering
 //!   malformed ones with a 400 Status.
 //! - [`admin::MetricsLayer`]: in-flight requests and proxied bytes by verb, resource, component.
+//! - [`filter`]: per-client response filters (pool topology for EndpointSlices, the
+//!   apiserver reached through the hub, ...), streaming, re-filtering open watches when pools
+//!   or Services change; outside the cache, so the store keeps what the apiserver sent.
 //! - [`lease`] (edge mode): answers kubelet's own node-Lease requests locally and tracks
 //!   kubelet's liveness for [`health`].
 //! - [`autonomy`] (edge mode): maintains the node's `Autonomy` condition on kubelet's Node reads.
@@ -91,6 +94,7 @@ pub mod autonomy;
 pub mod balancer;
 pub mod body;
 pub mod cache;
+pub mod filter;
 pub mod health;
 pub mod hub;
 pub mod hubconfig;

@@ -89,7 +89,7 @@ mod body;
 pub mod json_stream;
 mod layer;
 mod metrics;
-mod policy;
+pub(crate) mod policy;
 mod service;
 mod tee;
 

@@ -10,7 +10,9 @@
 //!
 //! Each change of key `cache_agents` is published on the given
 //! `watch::Sender<CacheAgents>` as [`CacheAgents::from_setting`]; a deleted (or absent)
-//! ConfigMap publishes the defaults. [`HubConfigWatcher::synced`] turns `true` after the first
+//! ConfigMap publishes the defaults. With [`HubConfigWatcher::spawn_with_filters`], the keys
+//! named after the response filters (`servicetopology`, `masterservice`, ...) are published too,
+//! as [`ExtraComponents`]. [`HubConfigWatcher::synced`] turns `true` after the first
 //! successful list (upstream's readiness waits for the same). The watcher owns its task:
 //! [`HubConfigWatcher::shutdown`] or dropping it ends the task.
 
@@ -26,6 +28,7 @@ use tower::{Service, ServiceExt};
 
 use crate::body::{Body, BoxError};
 use crate::cache::CacheAgents;
+use crate::filter::ExtraComponents;
 
 /// The ConfigMap's name.
 pub const CONFIGMAP_NAME: &str = "yurt-hub-cfg";
@@ -114,9 +117,39 @@ impl HubConfigWatcher {
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
+        Self::start(service, agents, None, config)
+    }
+
+    /// Like [`spawn`](Self::spawn), also publishing the filter keys' extra components on
+    /// `filters` (for [`FilterLayer`](crate::filter::FilterLayer)).
+    pub fn spawn_with_filters<S>(
+        service: S,
+        agents: watch::Sender<CacheAgents>,
+        filters: watch::Sender<ExtraComponents>,
+        config: HubConfig,
+    ) -> Self
+    where
+        S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        Self::start(service, agents, Some(filters), config)
+    }
+
+    fn start<S>(
+        service: S,
+        agents: watch::Sender<CacheAgents>,
+        filters: Option<watch::Sender<ExtraComponents>>,
+        config: HubConfig,
+    ) -> Self
+    where
+        S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
         let (synced_tx, synced) = watch::channel(false);
         let agents_rx = agents.subscribe();
-        let task = tokio::spawn(run(service, agents, synced_tx, config));
+        let task = tokio::spawn(run(service, agents, filters, synced_tx, config));
         HubConfigWatcher {
             synced,
             agents: agents_rx,
@@ -165,6 +198,7 @@ struct Ctx<S> {
     /// Behind a mutex only so `&Ctx` is `Send` for any `Send` service (it is cloned per call).
     service: std::sync::Mutex<S>,
     agents: watch::Sender<CacheAgents>,
+    filters: Option<watch::Sender<ExtraComponents>>,
     config: HubConfig,
 }
 
@@ -209,14 +243,32 @@ where
         });
     }
 
+    fn publish_filters(&self, data: &Value) {
+        let Some(filters) = &self.filters else {
+            return;
+        };
+        let next = ExtraComponents::from_configmap_data(data);
+        filters.send_if_modified(|cur| {
+            if *cur == next {
+                false
+            } else {
+                tracing::info!(filters = ?next, "filter components changed");
+                *cur = next;
+                true
+            }
+        });
+    }
+
     fn apply(&self, object: &Value, deleted: bool) {
         if object["metadata"]["name"].as_str() != Some(CONFIGMAP_NAME) {
             return;
         }
         if deleted {
             self.publish(None);
+            self.publish_filters(&Value::Null);
         } else {
             self.publish(object["data"][CACHE_AGENTS_KEY].as_str());
+            self.publish_filters(&object["data"]);
         }
     }
 
@@ -243,7 +295,10 @@ where
             .find(|i| i["metadata"]["name"].as_str() == Some(CONFIGMAP_NAME));
         match found {
             Some(cm) => self.apply(cm, false),
-            None => self.publish(None),
+            None => {
+                self.publish(None);
+                self.publish_filters(&Value::Null);
+            }
         }
         Ok(list["metadata"]["resourceVersion"]
             .as_str()
@@ -335,6 +390,7 @@ where
 async fn run<S>(
     service: S,
     agents: watch::Sender<CacheAgents>,
+    filters: Option<watch::Sender<ExtraComponents>>,
     synced: watch::Sender<bool>,
     config: HubConfig,
 ) where
@@ -345,6 +401,7 @@ async fn run<S>(
     let ctx = Ctx {
         service: std::sync::Mutex::new(service),
         agents,
+        filters,
         config,
     };
     let mut backoff = ctx.config.backoff_min;

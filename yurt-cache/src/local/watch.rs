@@ -218,7 +218,10 @@ impl State {
     async fn resend_endpoints_of(&mut self, ev: &LocalEvent) {
         let scope = self.scope.clone();
         let node = self.inner.config.node_name.clone();
-        let (ns, name) = (ev.object.namespace().to_owned(), ev.object.name().to_owned());
+        let (ns, name) = (
+            ev.object.namespace().to_owned(),
+            ev.object.name().to_owned(),
+        );
         let found = self
             .inner
             .store

@@ -12,10 +12,11 @@ use crate::autonomy::AutonomyLayer;
 use crate::balancer::Balancer;
 use crate::body::Body;
 use crate::cache::CacheLayer;
+use crate::filter::FilterLayer;
 use crate::lease::KubeletLeaseLayer;
 use crate::request_info::RequestInfoLayer;
 
-/// `RequestInfoLayer` → `MetricsLayer` → `KubeletLeaseLayer` → `AutonomyLayer` →
+/// `RequestInfoLayer` → `MetricsLayer` → `FilterLayer` → `KubeletLeaseLayer` → `AutonomyLayer` →
 /// `CacheLayer` → [`Balancer`] (the optional ones when given), boxed: the
 /// service a reference daemon serves on its proxy port (and through which it reads its own
 /// configuration). Cheap to clone. Vendors composing other layers build their own
@@ -51,12 +52,29 @@ impl ProxyStack {
             .build()
     }
 
+    /// Like [`with_kubelet_lease`](Self::with_kubelet_lease), with `filter` right after the
+    /// metrics layer (outside the cache: the store keeps what the apiserver sent).
+    pub fn with_filter(
+        balancer: Balancer,
+        filter: Option<FilterLayer>,
+        kubelet_lease: Option<KubeletLeaseLayer>,
+        cache: Option<CacheLayer>,
+        metrics: ProxyMetrics,
+    ) -> Self {
+        ProxyStack::builder(balancer, metrics)
+            .filter(filter)
+            .kubelet_lease(kubelet_lease)
+            .cache(cache)
+            .build()
+    }
+
     /// Starts composing a stack over `balancer`; add the optional layers, then
     /// [`build`](ProxyStackBuilder::build).
     pub fn builder(balancer: Balancer, metrics: ProxyMetrics) -> ProxyStackBuilder {
         ProxyStackBuilder {
             balancer,
             metrics,
+            filter: None,
             kubelet_lease: None,
             autonomy: None,
             cache: None,
@@ -69,12 +87,19 @@ impl ProxyStack {
 pub struct ProxyStackBuilder {
     balancer: Balancer,
     metrics: ProxyMetrics,
+    filter: Option<FilterLayer>,
     kubelet_lease: Option<KubeletLeaseLayer>,
     autonomy: Option<AutonomyLayer>,
     cache: Option<CacheLayer>,
 }
 
 impl ProxyStackBuilder {
+    /// The response filters, outside the cache (the store keeps what the apiserver sent).
+    pub fn filter(mut self, layer: Option<FilterLayer>) -> Self {
+        self.filter = layer;
+        self
+    }
+
     /// Kubelet's node Lease answered locally (edge mode).
     pub fn kubelet_lease(mut self, layer: Option<KubeletLeaseLayer>) -> Self {
         self.kubelet_lease = layer;
@@ -98,6 +123,7 @@ impl ProxyStackBuilder {
         let inner = ServiceBuilder::new()
             .layer(RequestInfoLayer::new())
             .layer(MetricsLayer::new(self.metrics))
+            .option_layer(self.filter)
             .option_layer(self.kubelet_lease)
             .option_layer(self.autonomy)
             .option_layer(self.cache)

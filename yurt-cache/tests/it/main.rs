@@ -7,6 +7,7 @@ mod balancer;
 mod cache;
 mod clients;
 mod crash;
+mod filter;
 mod health;
 mod hubconfig;
 mod integrity;
