@@ -8,6 +8,8 @@
 //! - [`request_info`]: resolves each request's `RequestInfo` and component, answering
 //!   malformed ones with a 400 Status.
 //! - [`admin::MetricsLayer`]: in-flight requests and proxied bytes by verb, resource, component.
+//! - [`multiplex`]: answers every client's list and watch of shared resources (services,
+//!   endpointslices) from one in-memory feed per resource, fetched through the layers below.
 //! - [`lease`] (edge mode): answers kubelet's own node-Lease requests locally and tracks
 //!   kubelet's liveness for [`health`].
 //! - [`cache`]: decides what is cached ([`cache::CacheAgents`], the cache policy) and tees
@@ -90,6 +92,7 @@ pub mod cache;
 pub mod health;
 pub mod hubconfig;
 pub mod lease;
+pub mod multiplex;
 pub mod request_info;
 pub mod server;
 pub mod store;

@@ -77,7 +77,7 @@ mod body;
 pub mod json_stream;
 mod layer;
 mod metrics;
-mod policy;
+pub(crate) mod policy;
 mod service;
 mod tee;
 

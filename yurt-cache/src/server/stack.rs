@@ -12,9 +12,10 @@ use crate::balancer::Balancer;
 use crate::body::Body;
 use crate::cache::CacheLayer;
 use crate::lease::KubeletLeaseLayer;
+use crate::multiplex::MultiplexLayer;
 use crate::request_info::RequestInfoLayer;
 
-/// `RequestInfoLayer` → `MetricsLayer` → `KubeletLeaseLayer` (when given) → `CacheLayer` (when given) → [`Balancer`], boxed: the
+/// `RequestInfoLayer` → `MetricsLayer` → `MultiplexLayer` (when given) → `KubeletLeaseLayer` (when given) → `CacheLayer` (when given) → [`Balancer`], boxed: the
 /// service a reference daemon serves on its proxy port (and through which it reads its own
 /// configuration). Cheap to clone. Vendors composing other layers build their own
 /// `ServiceBuilder` the same way.
@@ -43,9 +44,23 @@ impl ProxyStack {
         cache: Option<CacheLayer>,
         metrics: ProxyMetrics,
     ) -> Self {
+        ProxyStack::with_multiplexer(balancer, None, kubelet_lease, cache, metrics)
+    }
+
+    /// Like [`with_kubelet_lease`](Self::with_kubelet_lease), with `multiplex` between the
+    /// metrics and the kubelet-lease layer, answering list and watch requests of shared
+    /// resources from one feed per resource (fetched through the layers below it).
+    pub fn with_multiplexer(
+        balancer: Balancer,
+        multiplex: Option<MultiplexLayer>,
+        kubelet_lease: Option<KubeletLeaseLayer>,
+        cache: Option<CacheLayer>,
+        metrics: ProxyMetrics,
+    ) -> Self {
         let inner = ServiceBuilder::new()
             .layer(RequestInfoLayer::new())
             .layer(MetricsLayer::new(metrics))
+            .option_layer(multiplex)
             .option_layer(kubelet_lease)
             .option_layer(cache)
             .service(balancer);
