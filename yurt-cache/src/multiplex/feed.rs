@@ -259,7 +259,10 @@ async fn list(feed: &Feed, inner: &mut Inner, config: &FeedConfig) -> Result<(),
     let meta: Value = serde_json::from_slice(&head.metadata).unwrap_or_default();
     let rv = parse_rv(meta.get("resourceVersion").and_then(Value::as_str))
         .ok_or_else(|| FeedError::Other("list without a numeric resourceVersion".into()))?;
-    let kind = list_kind.strip_suffix("List").unwrap_or(&list_kind).to_owned();
+    let kind = list_kind
+        .strip_suffix("List")
+        .unwrap_or(&list_kind)
+        .to_owned();
     let items: Vec<Obj> = values
         .into_iter()
         .filter_map(|v| Obj::from_value(v, &kind, &api_version))
@@ -325,7 +328,10 @@ fn apply(feed: &Feed, raw: &Bytes, metrics: &MultiplexMetrics) -> Result<(), Fee
         });
     }
     let Some(kind) = EventType::parse(&ev.kind) else {
-        return Err(FeedError::Other(format!("unknown watch event {:?}", ev.kind)));
+        return Err(FeedError::Other(format!(
+            "unknown watch event {:?}",
+            ev.kind
+        )));
     };
     let value: Value =
         serde_json::from_str(ev.object.get()).map_err(|e| FeedError::Other(e.to_string()))?;

@@ -21,12 +21,12 @@ use yurt_core::request::Verb;
 use yurt_core::selector::{FieldSelector, LabelSelector};
 use yurt_core::{Component, RequestInfo, Status};
 
+use super::MultiplexLayer;
 use super::feed::{self, Feed, FeedConfig};
 use super::state::{
     Event, Selection, Start, WatchCache, WatchFrom, bookmark_object, error_line, event_line,
     parse_rv,
 };
-use super::MultiplexLayer;
 use crate::admin::RequestLabels;
 use crate::body::{Body, BoxError};
 use crate::cache::policy::{self, Accept};
@@ -238,11 +238,7 @@ async fn serve(
         Err(st) => return status_response(&st),
     };
     if !feed.cache().synced() {
-        config
-            .metrics
-            .not_synced
-            .get_or_create(&feed.labels)
-            .inc();
+        config.metrics.not_synced.get_or_create(&feed.labels).inc();
         return status_response(&Status::too_many_requests(
             format!(
                 "the multiplexer's cache of {} is not synced yet",
@@ -277,11 +273,7 @@ async fn serve(
             "Too large resource version: {rv}, current: {}",
             feed.cache().rv()
         ))
-        .with_cause(
-            "ResourceVersionTooLarge",
-            "",
-            "Too large resource version",
-        )
+        .with_cause("ResourceVersionTooLarge", "", "Too large resource version")
         .with_retry_after(1);
         if info.verb == Verb::Watch {
             return watch_error(st);
@@ -295,7 +287,7 @@ async fn serve(
             && let Some(rv) = rv
             && rv != feed.cache().rv()
         {
-            return status_response(&Status::gone(format!(
+            return status_response(&Status::expired(format!(
                 "too old resource version: {rv} ({})",
                 feed.cache().rv()
             )));
@@ -352,7 +344,11 @@ fn list(feed: &Feed, sel: &Selection, guard: Running) -> Response<Body> {
         drop(guard);
         Bytes::from_static(b"]}")
     });
-    streamed(futures::stream::once(async { head }).chain(body).chain(tail))
+    streamed(
+        futures::stream::once(async { head })
+            .chain(body)
+            .chain(tail),
+    )
 }
 
 /// A 200 watch carrying one ERROR event, as kube-apiserver's watch cache answers a watch it
@@ -432,7 +428,11 @@ fn watch(
         _ => feed::jitter(config.min_request_timeout),
     };
     let cache = feed.cache();
-    let from = if initial { None } else { Some(rv.unwrap_or(cache.rv())) };
+    let from = if initial {
+        None
+    } else {
+        Some(rv.unwrap_or(cache.rv()))
+    };
     let started = cache.subscribe(&sel, from);
     let (kind, api_version) = {
         let (k, v) = cache.kind();
@@ -446,7 +446,7 @@ fn watch(
             ));
         }
         Some(Err(WatchFrom::TooOld { oldest })) => {
-            return watch_error(Status::gone(format!(
+            return watch_error(Status::expired(format!(
                 "too old resource version: {} ({oldest})",
                 rv.unwrap_or(0)
             )));

@@ -416,13 +416,9 @@ impl WatchCache {
                     oldest: self.history_start,
                 }));
             }
-            Some(rv) => Start::History(
-                self.history
-                    .iter()
-                    .filter(|e| e.rv > rv)
-                    .cloned()
-                    .collect(),
-            ),
+            Some(rv) => {
+                Start::History(self.history.iter().filter(|e| e.rv > rv).cloned().collect())
+            }
         };
         Some(Ok((start, tx.subscribe())))
     }
@@ -540,8 +536,16 @@ mod tests {
         let x = sel("app=x");
         let y = sel("app=y");
         let z = sel("app=z");
-        assert!(x.event_line(&h[0], false).unwrap().starts_with(b"{\"type\":\"DELETED\""));
-        assert!(y.event_line(&h[0], false).unwrap().starts_with(b"{\"type\":\"ADDED\""));
+        assert!(
+            x.event_line(&h[0], false)
+                .unwrap()
+                .starts_with(b"{\"type\":\"DELETED\"")
+        );
+        assert!(
+            y.event_line(&h[0], false)
+                .unwrap()
+                .starts_with(b"{\"type\":\"ADDED\"")
+        );
         assert!(z.event_line(&h[0], false).is_none());
         assert!(
             sel("")

@@ -11,6 +11,7 @@ mod health;
 mod hubconfig;
 mod integrity;
 mod lease;
+mod multiplex;
 mod net;
 mod request_info;
 mod server;
