@@ -591,3 +591,84 @@ async fn requests_get_429_until_the_feed_has_listed() {
     assert!(lists.iter().all(|r| r.user_agent == FEED_UA), "{lists:#?}");
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_rewatches_relists_and_survives_an_outage_while_clients_keep_watching() {
+    // Rare bookmarks: none moves the feed past the write the compaction below expires.
+    let api = TestApiServer::builder()
+        .bookmark_interval(Duration::from_secs(3600))
+        .start()
+        .await
+        .unwrap();
+    let svcs = Api::<Service>::namespaced(api.client(), "default");
+    svcs.create(&PostParams::default(), &service("a", "x"))
+        .await
+        .unwrap();
+    let layer = layer().backoff(Duration::from_millis(20), Duration::from_millis(200));
+    let hub = Hub::start(&api, layer).await;
+    let client = hub.kube("kube-proxy/v1.36.0");
+    let (store, task) = reflect::<Service>(client);
+    tokio::time::timeout(WAIT, store.wait_until_ready())
+        .await
+        .unwrap()
+        .unwrap();
+    let lists = |api: &TestApiServer| {
+        api.traffic()
+            .under(SERVICES)
+            .filter(|r| r.verb == "list" && r.user_agent == FEED_UA)
+            .count()
+    };
+    let converge = |what: &'static str| {
+        let (api, store) = (&api, &store);
+        async move {
+            let want = truth::<Service>(api).await;
+            eventually(what, || {
+                let ok = keys(store.state()) == want;
+                async move { ok }
+            })
+            .await;
+        }
+    };
+
+    // A cut watch is re-opened from where it stopped: no re-list.
+    api.cut_watches();
+    svcs.create(&PostParams::default(), &service("b", "x"))
+        .await
+        .unwrap();
+    converge("the change after a cut").await;
+    assert_eq!(lists(&api), 1);
+
+    // A write the services watch does not carry, the history compacted past it, watches cut:
+    // the feed's re-watch gets 410 and it re-lists; the client's own watch is untouched (it
+    // is served by the hub).
+    svcs.create(&PostParams::default(), &service("c", "x"))
+        .await
+        .unwrap();
+    converge("the change before the compaction").await;
+    api.create_object(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "bump", "namespace": "default"},
+    }))
+    .await
+    .unwrap();
+    api.compact();
+    api.cut_watches();
+    svcs.delete("a", &DeleteParams::default()).await.unwrap();
+    converge("the change after the re-list").await;
+    assert_eq!(lists(&api), 2, "one re-list after the 410");
+
+    // The apiserver goes away: clients are still served the last state; when it is back the
+    // feed catches up.
+    api.go_down().await;
+    let (code, v) = hub.get_json(SERVICES).await;
+    assert_eq!(code, 200);
+    assert_eq!(v["items"].as_array().unwrap().len(), 3, "{v}");
+    api.come_up().await.unwrap();
+    svcs.create(&PostParams::default(), &service("d", "x"))
+        .await
+        .unwrap();
+    converge("the change after the outage").await;
+
+    task.abort();
+    hub.shutdown().await;
+}
