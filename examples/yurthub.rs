@@ -2,7 +2,8 @@
 //! `yurt-cache`'s layers.
 //!
 //! It serves the proxy (kubelet and every other client, `--proxy-port` 10261) with the hub's
-//! tower — request info, metrics, the cache tee (edge mode), the balancer over the
+//! tower — request info, metrics, the multiplexer (`--pool-scope-resources`), the cache tee
+//! (edge mode), the balancer over the
 //! `--server-addr` servers with the node-Lease health checker — and the management server
 //! (`--serve-port` 10267: `/v1/healthz`, `/v1/readyz`, `/metrics`, `/v1/cache`). It follows
 //! ConfigMap `kube-system/yurt-hub-cfg` through its own stack for the cached components.
@@ -31,6 +32,7 @@ use yurt::cache::cache::{CacheAgents, CacheLayer};
 use yurt::cache::health::{HealthChecker, HealthConfig, HealthMetrics, Probe};
 use yurt::cache::hubconfig::{HubConfig, HubConfigWatcher};
 use yurt::cache::lease::{KubeletLeaseLayer, KubeletLiveness};
+use yurt::cache::multiplex::{DEFAULT_POOL_SCOPE_RESOURCES, MultiplexLayer, PoolScopeResources};
 use yurt::cache::server::{ProxyStack, Server, ServerConfig, shutdown_signal};
 use yurt::cache::store::{RedbStore, StoreConfig};
 use yurt::cache::upstream::{UpstreamClient, UpstreamConfig};
@@ -97,8 +99,8 @@ struct Cli {
     /// kubelet must renew its lease through the hub, or every heartbeat fails.
     #[arg(long, default_value = "40s", value_parser = duration)]
     kubelet_health_grace_period: Duration,
-    /// Base timeout of watches served while offline (e.g. 1800s). Accepted for upstream
-    /// compatibility; this build has no offline serving layer yet, so it is unused.
+    /// Base timeout of watches served locally (e.g. 1800s): multiplexed watches without
+    /// `timeoutSeconds` end after a random time in [t, 2t).
     #[arg(long, default_value = "1800s", value_parser = duration)]
     min_request_timeout: Duration,
     /// edge (cache) or cloud (proxy only).
@@ -126,6 +128,10 @@ struct Cli {
     /// put the hub in front of it; prints the proxy URL and a kubeconfig for kubectl.
     #[arg(long, conflicts_with_all = ["server_addr", "kubeconfig", "client_cert", "ca_file"])]
     sandbox: bool,
+    /// Resources whose list/watch requests all local clients share through one upstream
+    /// list+watch each (`group/version/resource`, comma separated; empty: none).
+    #[arg(long, default_value = DEFAULT_POOL_SCOPE_RESOURCES)]
+    pool_scope_resources: PoolScopeResources,
 }
 
 /// The hub's credentials and servers.
@@ -391,7 +397,19 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         WorkingMode::Cloud => None,
     };
-    let stack = ProxyStack::with_kubelet_lease(balancer, kubelet_lease, cache, proxy_metrics);
+    let multiplex = (cli.pool_scope_resources.iter().next().is_some()).then(|| {
+        let layer = MultiplexLayer::new(&node, cli.pool_scope_resources.clone())
+            .min_request_timeout(cli.min_request_timeout);
+        layer.metrics().register(&mut registry);
+        layer
+    });
+    let stack = ProxyStack::with_multiplexer(
+        balancer,
+        multiplex.clone(),
+        kubelet_lease,
+        cache,
+        proxy_metrics,
+    );
     let hubconfig = HubConfigWatcher::spawn(
         stack.clone(),
         agents_tx,
@@ -438,6 +456,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     let (p, a) = tokio::join!(proxy.shutdown(), admin.shutdown());
     eprintln!("yurthub: drained (proxy {p:?}, management {a:?})");
     hubconfig.shutdown().await;
+    if let Some(m) = &multiplex {
+        m.shutdown();
+    }
     checker.shutdown().await;
     store.shutdown().await;
     drop(sandbox);
