@@ -201,22 +201,22 @@ fn status_response(status: &Status) -> Response<Body> {
 }
 
 /// Reads the client's selection, refusing selectors the apiserver refuses.
-fn selection(info: &RequestInfo) -> Result<Selection, Status> {
+fn selection(info: &RequestInfo) -> Result<Selection, Box<Status>> {
     let opts = &info.options;
     let labels = LabelSelector::parse(opts.label_selector.as_deref().unwrap_or(""))
-        .map_err(|e| Status::bad_request(e.to_string()))?;
+        .map_err(|e| Box::new(Status::bad_request(e.to_string())))?;
     let fields = FieldSelector::parse(opts.field_selector.as_deref().unwrap_or(""))
-        .map_err(|e| Status::bad_request(e.to_string()))?;
+        .map_err(|e| Box::new(Status::bad_request(e.to_string())))?;
     for req in fields.requirements() {
         let supported = matches!(req.field.as_str(), "metadata.name" | "metadata.namespace")
             || (info.api_group.is_empty()
                 && info.resource == "services"
                 && matches!(req.field.as_str(), "spec.clusterIP" | "spec.type"));
         if !supported {
-            return Err(Status::bad_request(format!(
+            return Err(Box::new(Status::bad_request(format!(
                 "field label not supported: {}",
                 req.field
-            )));
+            ))));
         }
     }
     Ok(Selection {

@@ -527,7 +527,7 @@ async fn a_watch_from_a_version_older_than_the_history_gets_410() {
         let hub = &hub;
         async move {
             let (_, v) = hub.get_json(SERVICES).await;
-            v["metadata"]["resourceVersion"] == now.to_string()
+            v["metadata"]["resourceVersion"].as_str() == Some(now.to_string().as_str())
         }
     })
     .await;
