@@ -453,12 +453,13 @@ async fn run(cli: Cli) -> Result<(), String> {
 
     let signal = signal.await;
     eprintln!("yurthub: shutting down");
-    let (p, a) = tokio::join!(proxy.shutdown(), admin.shutdown());
-    eprintln!("yurthub: drained (proxy {p:?}, management {a:?})");
-    hubconfig.shutdown().await;
+    // Multiplexed watches would hold the drain open: end them first.
     if let Some(m) = &multiplex {
         m.shutdown();
     }
+    let (p, a) = tokio::join!(proxy.shutdown(), admin.shutdown());
+    eprintln!("yurthub: drained (proxy {p:?}, management {a:?})");
+    hubconfig.shutdown().await;
     checker.shutdown().await;
     store.shutdown().await;
     drop(sandbox);

@@ -112,7 +112,8 @@ impl MultiplexLayer {
         format!("{MULTIPLEXER_AGENT_PREFIX}{}", self.node_name).to_lowercase()
     }
 
-    /// Stops every feed and ends every multiplexed watch; later requests start new feeds.
+    /// Stops every feed and ends every multiplexed watch; later multiplexed requests are
+    /// answered 503. Call it before draining the server, so open watches end at once.
     pub fn shutdown(&self) {
         if let Some(r) = &self.registry {
             r.shutdown();

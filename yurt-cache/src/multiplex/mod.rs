@@ -57,8 +57,8 @@
 //! synced, a cache keeps serving its last state while its feed retries upstream. A client that
 //! falls [`fanout_buffer`](MultiplexLayer::fanout_buffer) events behind has its watch ended; it
 //! resumes from the last resourceVersion it saw. Feeds are tasks owned by the layer: they stop
-//! (and every multiplexed watch ends) on [`MultiplexLayer::shutdown`] or when the layer and
-//! all services it made are dropped. Requests need a tokio runtime (the first one of a
+//! (and every multiplexed watch ends) on [`MultiplexLayer::shutdown`] (after which multiplexed
+//! requests get 503) or when the layer and all services it made are dropped. Requests need a tokio runtime (the first one of a
 //! resource spawns its feed).
 
 mod feed;

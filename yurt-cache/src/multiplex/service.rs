@@ -45,22 +45,26 @@ const WATCH_BATCH: usize = 64;
 #[derive(Debug)]
 pub(crate) struct Registry {
     pub(crate) config: MultiplexLayer,
-    feeds: Mutex<HashMap<Gvr, (Arc<Feed>, AbortHandle)>>,
+    /// `None` once shut down.
+    /// Each running feed, its task and its count in the `feeds` gauge.
+    feeds: Mutex<Option<HashMap<Gvr, (Arc<Feed>, AbortHandle, Running)>>>,
 }
 
 impl Registry {
     pub(crate) fn new(config: MultiplexLayer) -> Registry {
         Registry {
             config,
-            feeds: Mutex::new(HashMap::new()),
+            feeds: Mutex::new(Some(HashMap::new())),
         }
     }
 
-    /// The feed of `gvr`, spawning it through `inner` if it does not run yet.
-    fn feed(&self, gvr: Gvr, inner: impl FnOnce() -> feed::Inner) -> Arc<Feed> {
-        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((f, _)) = feeds.get(&gvr) {
-            return f.clone();
+    /// The feed of `gvr`, spawning it through `inner` if it does not run yet; `None` once
+    /// shut down.
+    fn feed(&self, gvr: Gvr, inner: impl FnOnce() -> feed::Inner) -> Option<Arc<Feed>> {
+        let mut guard = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        let feeds = guard.as_mut()?;
+        if let Some((f, _, _)) = feeds.get(&gvr) {
+            return Some(f.clone());
         }
         let c = &self.config;
         let f = Arc::new(Feed::new(
@@ -75,21 +79,17 @@ impl Registry {
             backoff_max: c.backoff_max,
         };
         let metrics = c.metrics.clone();
-        let feeds_gauge = Running::new(metrics.feeds.clone());
+        let running = Running::new(metrics.feeds.clone());
         tracing::info!(resource = %f.labels.resource, "multiplexer feed started");
-        let run = feed::run(f.clone(), inner(), config, metrics);
-        let task = tokio::spawn(async move {
-            let _running = feeds_gauge;
-            run.await;
-        });
-        feeds.insert(gvr, (f.clone(), task.abort_handle()));
-        f
+        let task = tokio::spawn(feed::run(f.clone(), inner(), config, metrics));
+        feeds.insert(gvr, (f.clone(), task.abort_handle(), running));
+        Some(f)
     }
 
-    /// Aborts every feed and ends every multiplexed watch.
+    /// Aborts every feed and ends every multiplexed watch; later requests get 503.
     pub(crate) fn shutdown(&self) {
-        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, (f, task)) in feeds.drain() {
+        let feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner()).take();
+        for (_, (f, task, _running)) in feeds.into_iter().flatten() {
             task.abort();
             f.cache().close();
         }
@@ -170,6 +170,10 @@ where
         let feed = self.registry.feed(gvr, move || {
             BoxCloneService::new(inner.map_err(Into::<BoxError>::into))
         });
+        let Some(feed) = feed else {
+            let st = Status::service_unavailable("the multiplexer is shutting down");
+            return Box::pin(futures::future::ready(Ok(status_response(&st))));
+        };
         let config = self.registry.config.clone();
         Box::pin(async move { Ok(serve(&config, feed, info, component).await) })
     }

@@ -136,8 +136,8 @@ impl Hub {
     }
 
     async fn shutdown(self) {
-        self.proxy.shutdown().await;
         self.layer.shutdown();
+        self.proxy.shutdown().await;
         self.checker.shutdown().await;
         self.store.shutdown().await;
     }
@@ -498,6 +498,14 @@ async fn selectors_and_namespaces_select_what_the_apiserver_would() {
         events[2]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
         "true"
     );
+
+    // Shutting the layer down ends open watches; later requests get 503.
+    let resp = hub.get("/api/v1/services?watch=1").await;
+    hub.layer.shutdown();
+    let events = read_events(resp, |_| false).await;
+    assert_eq!(events.len(), 4, "initial events, then the end: {events:?}");
+    assert_eq!(hub.get(SERVICES).await.status(), 503);
+    assert_eq!(hub.layer.metrics().feeds.get(), 0);
     hub.shutdown().await;
 }
 
