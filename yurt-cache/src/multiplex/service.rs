@@ -40,14 +40,16 @@ const LIST_CHUNK: usize = 64;
 /// Events per chunk of a watch body when several are ready at once.
 const WATCH_BATCH: usize = 64;
 
+/// Each running feed, its task and its count in the `feeds` gauge.
+type Feeds = HashMap<Gvr, (Arc<Feed>, AbortHandle, Running)>;
+
 /// The feeds of one layer, created lazily per resource; dropping the last handle (the layer
 /// and every service it made) aborts the feed tasks and ends their clients' watches.
 #[derive(Debug)]
 pub(crate) struct Registry {
     pub(crate) config: MultiplexLayer,
     /// `None` once shut down.
-    /// Each running feed, its task and its count in the `feeds` gauge.
-    feeds: Mutex<Option<HashMap<Gvr, (Arc<Feed>, AbortHandle, Running)>>>,
+    feeds: Mutex<Option<Feeds>>,
 }
 
 impl Registry {
