@@ -99,8 +99,8 @@ struct Cli {
     /// kubelet must renew its lease through the hub, or every heartbeat fails.
     #[arg(long, default_value = "40s", value_parser = duration)]
     kubelet_health_grace_period: Duration,
-    /// Base timeout of watches served locally (e.g. 1800s): multiplexed watches without
-    /// `timeoutSeconds` end after a random time in [t, 2t).
+    /// Base timeout of watches served while offline (e.g. 1800s). Accepted for upstream
+    /// compatibility; this build has no offline serving layer yet, so it is unused.
     #[arg(long, default_value = "1800s", value_parser = duration)]
     min_request_timeout: Duration,
     /// edge (cache) or cloud (proxy only).
@@ -398,8 +398,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         WorkingMode::Cloud => None,
     };
     let multiplex = (cli.pool_scope_resources.iter().next().is_some()).then(|| {
-        let layer = MultiplexLayer::new(&node, cli.pool_scope_resources.clone())
-            .min_request_timeout(cli.min_request_timeout);
+        let layer = MultiplexLayer::new(&node, cli.pool_scope_resources.clone());
         layer.metrics().register(&mut registry);
         layer
     });

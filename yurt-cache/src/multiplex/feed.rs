@@ -363,3 +363,121 @@ fn apply(feed: &Feed, raw: &Bytes, metrics: &MultiplexMetrics) -> Result<(), Fee
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+
+    use super::*;
+    use crate::multiplex::state::{Selection, Start};
+
+    fn svc(name: &str, rv: u64) -> String {
+        format!(
+            r#"{{"metadata":{{"name":"{name}","namespace":"default","resourceVersion":"{rv}"}}}}"#
+        )
+    }
+
+    fn list(rv: u64, items: &[String]) -> String {
+        format!(
+            r#"{{"kind":"ServiceList","apiVersion":"v1","metadata":{{"resourceVersion":"{rv}"}},"items":[{}]}}"#,
+            items.join(",")
+        )
+    }
+
+    /// The feed against a scripted upstream (a `service_fn`, no sockets): an error, a list, a
+    /// watch ending in a 410 ERROR event, a re-list, and a watch that stays open.
+    #[tokio::test(start_paused = true)]
+    async fn backs_off_lists_watches_and_relists_after_410() {
+        let calls = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+        let seen = calls.clone();
+        let upstream = tower::service_fn(move |req: Request<Body>| {
+            let mut calls = seen.lock().unwrap();
+            let ua = req.headers()[header::USER_AGENT]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            calls.push((req.uri().query().unwrap_or("").to_owned(), ua));
+            let n = calls.len();
+            async move {
+                let resp = match n {
+                    1 => Status::internal("boom").to_response(),
+                    2 => Response::new(Body::from(list(10, &[svc("a", 5), svc("b", 8)]))),
+                    3 => Response::new(Body::from(format!(
+                        "{{\"type\":\"ADDED\",\"object\":{}}}\n{{\"type\":\"ERROR\",\"object\":{}}}\n",
+                        svc("c", 11),
+                        String::from_utf8(Status::expired("too old").to_json()).unwrap()
+                    ))),
+                    4 => Response::new(Body::from(list(20, &[svc("a", 5), svc("c", 15)]))),
+                    _ => Response::new(Body::new(StreamBody::new(futures::stream::pending::<
+                        Result<Frame<Bytes>, Infallible>,
+                    >()))),
+                };
+                Ok::<_, BoxError>(resp)
+            }
+        });
+        let feed = Arc::new(Feed::new(
+            Gvr::new("", "v1", "services"),
+            WatchCache::new(100, 100),
+        ));
+        let config = FeedConfig {
+            user_agent: "multiplexer-proxy-n".into(),
+            list_timeout: Duration::from_secs(5),
+            watch_timeout: Duration::from_secs(300),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+        };
+        let metrics = MultiplexMetrics::default();
+        let task = tokio::spawn(run(
+            feed.clone(),
+            BoxCloneService::new(upstream),
+            config,
+            metrics.clone(),
+        ));
+        assert!(feed.wait_for_rv(20, Duration::from_secs(60)).await);
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while calls.lock().unwrap().len() < 5 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap();
+
+        let calls = calls.lock().unwrap().clone();
+        let queries: Vec<&str> = calls.iter().map(|(q, _)| q.as_str()).collect();
+        assert_eq!(&queries[..2], ["", ""], "the failed list is retried");
+        assert!(
+            queries[2].starts_with(
+                "watch=true&resourceVersion=10&allowWatchBookmarks=true&timeoutSeconds="
+            )
+        );
+        assert_eq!(queries[3], "", "a 410 re-lists");
+        assert!(queries[4].starts_with("watch=true&resourceVersion=20&"));
+        assert!(calls.iter().all(|(_, ua)| ua == "multiplexer-proxy-n"));
+
+        // The re-list became the events between the two states.
+        let cache = feed.cache();
+        let Some(Ok((Start::History(h), _))) = cache.subscribe(&Selection::default(), Some(10))
+        else {
+            panic!("history from 10")
+        };
+        let got: Vec<(String, u64)> = h
+            .iter()
+            .map(|e| (format!("{:?} {}", e.kind, e.obj.name), e.rv))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("Added c".to_owned(), 11),
+                ("Modified c".to_owned(), 15),
+                ("Deleted b".to_owned(), 20)
+            ]
+        );
+        drop(cache);
+        let labels = feed.labels.clone();
+        assert_eq!(metrics.lists.get_or_create(&labels).get(), 3);
+        task.abort();
+    }
+}

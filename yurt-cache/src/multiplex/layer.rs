@@ -35,7 +35,7 @@ impl MultiplexLayer {
             metrics: MultiplexMetrics::default(),
             history: 10_000,
             fanout_buffer: 4096,
-            min_request_timeout: Duration::from_secs(1800),
+            min_request_timeout: Duration::from_secs(300),
             upstream_watch_timeout: Duration::from_secs(300),
             list_timeout: Duration::from_secs(60),
             backoff_min: Duration::from_millis(200),
@@ -72,7 +72,7 @@ impl MultiplexLayer {
     }
 
     /// Client watches without `timeoutSeconds` end after a random time in `[d, 2d)` (default
-    /// 1800 s, kube-apiserver's `--min-request-timeout`).
+    /// 300 s, the `minRequestTimeout` of upstream YurtHub's multiplexer handler).
     pub fn min_request_timeout(self, d: Duration) -> Self {
         self.with(|l| l.min_request_timeout = d)
     }
