@@ -499,6 +499,27 @@ async fn selectors_and_namespaces_select_what_the_apiserver_would() {
         "true"
     );
 
+    // A Table (kubectl get) is not multiplexed: it passes through to the apiserver.
+    api.reset_traffic();
+    let req = Request::get(format!("{}{SERVICES}", hub.url))
+        .header("user-agent", "kubectl/v1.36.0")
+        .header("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(Empty::new())
+        .unwrap();
+    let resp = tokio::time::timeout(WAIT, hub.http.request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let passed: Vec<_> = api
+        .traffic()
+        .records
+        .into_iter()
+        .filter(|r| r.path == SERVICES && r.verb == "list")
+        .map(|r| r.user_agent)
+        .collect();
+    assert_eq!(passed, ["kubectl/v1.36.0"]);
+
     // Shutting the layer down ends open watches; later requests get 503.
     let resp = hub.get("/api/v1/services?watch=1").await;
     hub.layer.shutdown();
