@@ -2,9 +2,9 @@
 //! 1,000 endpointslices through the hub, with and without the multiplexer, while the apiserver
 //! sees churn (updates of both). Measured against one test apiserver over loopback:
 //!
-//! - **upstream bytes**: the apiserver's own response-byte counters over the whole scenario
-//!   (the clients' lists and watches, then 200 updates of each resource), per N and mode, and
-//!   the ratio without/with (it approaches N);
+//! - **upstream bytes**: the apiserver's own response-byte counters of the hub's lists and
+//!   watches over the whole scenario (the clients' lists and watches, then 200 updates of each
+//!   resource), per N and mode, and the ratio without/with (it approaches N);
 //! - **fan-out latency**: from the write on the apiserver until each client's watch delivers
 //!   the event, p50 and p99 over every (event, client) pair of the churn, printed in the summary;
 //!   criterion times one update reaching all N service watchers.
@@ -46,11 +46,11 @@ const SLICE_PATH: &str = "/apis/discovery.k8s.io/v1/endpointslices";
 /// Annotation carrying the write time (nanoseconds since the bench's epoch).
 const STAMP: &str = "bench/t";
 
-fn client(url: &str) -> kube::Client {
+fn client(url: &str, user_agent: &'static str) -> kube::Client {
     let mut config = kube::Config::new(url.parse().expect("url"));
     config.headers.push((
         http::header::USER_AGENT,
-        http::HeaderValue::from_static("kube-proxy/v1.36.0"),
+        http::HeaderValue::from_static(user_agent),
     ));
     kube::Client::try_from(config).expect("client")
 }
@@ -272,7 +272,7 @@ fn main() {
         api
     });
     // kube clients spawn their buffer task: made on the runtime.
-    let direct = rt.block_on(async { client(&api.url()) });
+    let direct = rt.block_on(async { client(&api.url(), "bench-writer") });
 
     let mut criterion = Criterion::default()
         .configure_from_args()
@@ -295,7 +295,15 @@ fn main() {
                 for path in [SVC_PATH, SLICE_PATH] {
                     for _ in 0..n {
                         let s = Arc::new(Seen::default());
-                        tasks.push(start_watcher(client(&hub.url), path, epoch, s.clone()).await);
+                        tasks.push(
+                            start_watcher(
+                                client(&hub.url, "kube-proxy/v1.36.0"),
+                                path,
+                                epoch,
+                                s.clone(),
+                            )
+                            .await,
+                        );
                         seen.push(s);
                     }
                 }
@@ -315,7 +323,13 @@ fn main() {
                 wait_all(&seen, &want).await;
             });
             let traffic = api.traffic();
-            let upstream_bytes = traffic.response_bytes();
+            // The hub's lists and watches (not the bench's own writes).
+            let upstream_bytes = traffic
+                .records
+                .iter()
+                .filter(|r| r.verb == "list" || r.verb == "watch")
+                .map(|r| r.response_bytes)
+                .sum();
             let upstream_watches = traffic.count_verb("watch");
             let mut lat: Vec<Duration> = seen
                 .iter()
