@@ -45,6 +45,8 @@ const SLICE_PATH: &str = "/apis/discovery.k8s.io/v1/endpointslices";
 
 /// Annotation carrying the write time (nanoseconds since the bench's epoch).
 const STAMP: &str = "bench/t";
+/// The stamp objects are created with (same width as a real one; not a latency sample).
+const UNSTAMPED: &str = "-0000000000000000000";
 
 fn client(url: &str, user_agent: &'static str) -> kube::Client {
     let mut config = kube::Config::new(url.parse().expect("url"));
@@ -188,7 +190,8 @@ async fn start_watcher(
 
 /// Updates object `i` of `path` on the apiserver, stamping the write time.
 async fn touch(api: &kube::Client, path: &str, i: usize, epoch: Instant) {
-    let stamp = epoch.elapsed().as_nanos().to_string();
+    // Fixed width, so objects keep their size whatever the stamp (lists compare fairly).
+    let stamp = format!("{:020}", epoch.elapsed().as_nanos());
     let patch = serde_json::json!({"metadata": {"annotations": {STAMP: stamp}}});
     let name = format!("o-{i}");
     if path == SVC_PATH {
@@ -256,13 +259,15 @@ fn main() {
             .expect("namespace");
         for i in 0..OBJECTS {
             api.create_object(serde_json::json!({"apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": format!("o-{i}"), "namespace": NS, "labels": {"app": format!("a{i}")}},
+                "metadata": {"name": format!("o-{i}"), "namespace": NS, "labels": {"app": format!("a{i}")},
+                    "annotations": {STAMP: UNSTAMPED}},
                 "spec": {"ports": [{"port": 80, "protocol": "TCP"}], "selector": {"app": format!("a{i}")}}}))
                 .await
                 .expect("service");
             api.create_object(serde_json::json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                 "metadata": {"name": format!("o-{i}"), "namespace": NS,
-                    "labels": {"kubernetes.io/service-name": format!("o-{i}")}},
+                    "labels": {"kubernetes.io/service-name": format!("o-{i}")},
+                    "annotations": {STAMP: UNSTAMPED}},
                 "addressType": "IPv4",
                 "endpoints": [{"addresses": [format!("10.{}.{}.1", i / 250, i % 250)], "conditions": {"ready": true}}],
                 "ports": [{"port": 80, "protocol": "TCP"}]}))
