@@ -268,8 +268,11 @@ async fn list(feed: &Feed, inner: &mut Inner, config: &FeedConfig) -> Result<(),
         .filter_map(|v| Obj::from_value(v, &kind, &api_version))
         .collect();
     tracing::debug!(resource = %feed.labels.resource, items = items.len(), rv, "multiplexer listed");
-    feed.cache().replace(items, rv, &kind, &api_version);
-    feed.publish(rv);
+    if feed.cache().replace(items, rv, &kind, &api_version) {
+        feed.publish(rv);
+    } else {
+        tracing::info!(resource = %feed.labels.resource, rv, "multiplexer ignored a list older than its cache");
+    }
     Ok(())
 }
 

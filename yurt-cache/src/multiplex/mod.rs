@@ -19,7 +19,8 @@
 //! cloud is offline), with bookmarks and a jittered `timeoutSeconds`. It re-opens ended
 //! watches from its resourceVersion, re-lists on 410 Gone, and backs off exponentially on
 //! errors. A re-list becomes the events between the old and the new state, so client watches
-//! carry on across it.
+//! carry on across it; a list older than the cache (the disk cache answering while the cloud is
+//! offline) is ignored, as the cache already holds a newer state.
 //!
 //! Each client gets what kube-apiserver's watch cache would give it:
 //!

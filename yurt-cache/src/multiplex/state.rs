@@ -218,7 +218,6 @@ pub(crate) struct WatchCache {
     kind: String,
     api_version: String,
     tx: Option<broadcast::Sender<Arc<Event>>>,
-    fanout_capacity: usize,
 }
 
 /// The current objects a client selected, at the cache's resourceVersion.
@@ -243,7 +242,6 @@ impl WatchCache {
             kind: String::new(),
             api_version: String::new(),
             tx: Some(tx),
-            fanout_capacity: fanout_capacity.max(1),
         }
     }
 
@@ -275,23 +273,30 @@ impl WatchCache {
 
     /// Installs a complete list (items of `kind`/`api_version` at `list_rv`). The first one
     /// syncs the cache; later ones emit the events leading from the old state to the new one.
-    /// A list older than the cache (another apiserver behind this one) resets the history and
-    /// ends open watches, whose clients then resume or re-list.
-    pub(crate) fn replace(&mut self, items: Vec<Obj>, list_rv: u64, kind: &str, api_version: &str) {
+    /// A list older than the cache (the hub's disk cache answering while the cloud is
+    /// offline, a lagging apiserver) is ignored, since the cache already holds a newer state;
+    /// returns whether the list was installed.
+    pub(crate) fn replace(
+        &mut self,
+        items: Vec<Obj>,
+        list_rv: u64,
+        kind: &str,
+        api_version: &str,
+    ) -> bool {
+        if self.synced && list_rv < self.rv {
+            return false;
+        }
         self.kind = kind.to_owned();
         self.api_version = api_version.to_owned();
         let new: BTreeMap<(String, String), Arc<Obj>> =
             items.into_iter().map(|o| (o.key(), Arc::new(o))).collect();
-        if !self.synced || list_rv < self.rv {
+        if !self.synced {
             self.objects = new;
             self.rv = list_rv;
             self.history.clear();
             self.history_start = list_rv;
-            if self.synced && self.tx.is_some() {
-                self.tx = Some(broadcast::channel(self.fanout_capacity).0);
-            }
             self.synced = true;
-            return;
+            return true;
         }
         let mut events: Vec<(EventType, Arc<Obj>, Option<Arc<Obj>>)> = Vec::new();
         for (key, old) in &self.objects {
@@ -319,6 +324,7 @@ impl WatchCache {
         }
         self.objects = new;
         self.rv = self.rv.max(list_rv);
+        true
     }
 
     /// Applies one upstream watch event (`obj` for a bookmark only carries the
@@ -583,12 +589,9 @@ mod tests {
             ]
         );
         assert_eq!(h[2].obj.value["metadata"]["resourceVersion"], "10");
-        // A list older than the cache resets the history.
-        c.replace(vec![], 3, "Service", "v1");
-        assert!(matches!(
-            c.subscribe(&sel(""), Some(2)),
-            Some(Err(WatchFrom::TooOld { oldest: 3 }))
-        ));
+        // A list older than the cache is ignored.
+        assert!(!c.replace(vec![], 3, "Service", "v1"));
+        assert_eq!((c.rv(), c.len()), (10, 3));
     }
 
     #[test]
