@@ -27,7 +27,7 @@ use yurt_cache::cache::{CacheAgents, CacheLayer};
 use yurt_cache::health::{HealthChecker, HealthConfig};
 use yurt_cache::multiplex::{MultiplexLayer, PoolScopeResources};
 use yurt_cache::server::{ProxyStack, Server, ServerConfig};
-use yurt_cache::store::RedbStore;
+use yurt_cache::store::{RedbStore, Store as _};
 use yurt_testkit::TestApiServer;
 
 use crate::health::wait_for;
@@ -363,6 +363,12 @@ async fn three_clients_share_one_upstream_watch_per_resource_and_end_in_the_apis
         let lists: Vec<_> = traffic.under(path).filter(|r| r.verb == "list").collect();
         assert_eq!(lists.len(), 1, "one upstream list of {path}: {lists:#?}");
     }
+    // The feeds went through the cache layer: their lists are cached as the multiplexer.
+    eventually("the feeds' lists are in the store", || {
+        let store = hub.store.clone();
+        async move { store.scopes(FEED_UA).await.unwrap().len() == 2 }
+    })
+    .await;
     let m = hub.layer.metrics();
     assert_eq!(m.feeds.get(), 2);
     let svc_label = yurt_cache::multiplex::ResourceLabels {
