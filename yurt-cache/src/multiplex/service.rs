@@ -507,3 +507,103 @@ fn watch(
     };
     streamed(futures::stream::unfold(state, ClientWatch::next))
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::channel::mpsc;
+    use http_body_util::BodyExt;
+    use tower::ServiceBuilder;
+
+    use super::*;
+    use crate::multiplex::PoolScopeResources;
+    use crate::request_info::RequestInfoLayer;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn event(name: &str, rv: u64) -> Bytes {
+        Bytes::from(format!(
+            "{{\"type\":\"ADDED\",\"object\":{{\"metadata\":{{\"name\":\"{name}\",\"namespace\":\"d\",\"resourceVersion\":\"{rv}\"}}}}}}\n"
+        ))
+    }
+
+    /// The layer over a scripted upstream (no sockets): the feed's watch body is fed by the
+    /// test. A client that reads nothing while more events than the fan-out buffer arrive has
+    /// its watch ended (it resumes from its last version), and the others are not held up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_falling_behind_the_fanout_buffer_has_its_watch_ended() {
+        let (tx, rx) = mpsc::unbounded::<Bytes>();
+        let rx = Arc::new(Mutex::new(Some(rx)));
+        let upstream = tower::service_fn(move |req: Request<Body>| {
+            let watch = req.uri().query().unwrap_or("").contains("watch=true");
+            let rx = if watch {
+                rx.lock().unwrap().take()
+            } else {
+                None
+            };
+            async move {
+                let body = match (watch, rx) {
+                    (false, _) => Body::from(
+                        r#"{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}"#,
+                    ),
+                    (true, Some(rx)) => Body::new(StreamBody::new(
+                        rx.map(|b| Ok::<_, Infallible>(Frame::data(b))),
+                    )),
+                    (true, None) => Body::new(StreamBody::new(futures::stream::pending::<
+                        Result<Frame<Bytes>, Infallible>,
+                    >())),
+                };
+                Ok::<_, BoxError>(Response::new(body))
+            }
+        });
+        let layer = MultiplexLayer::new("n", PoolScopeResources::default()).fanout_buffer(2);
+        let svc = ServiceBuilder::new()
+            .layer(RequestInfoLayer::new())
+            .layer(layer.clone())
+            .service(upstream);
+        let get = |uri: &str| {
+            let svc = svc.clone();
+            let req = Request::get(uri).body(Body::empty()).unwrap();
+            async move {
+                tokio::time::timeout(WAIT, svc.oneshot(req))
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+        tokio::time::timeout(WAIT, async {
+            while get("/api/v1/services").await.status() == StatusCode::TOO_MANY_REQUESTS {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap();
+
+        let slow = get("/api/v1/services?watch=1&resourceVersion=1").await;
+        let fast = get("/api/v1/services?watch=1&resourceVersion=1").await;
+        let mut fast = fast.into_body();
+        let mut fast_events = 0;
+        for rv in 2..12 {
+            tx.unbounded_send(event(&format!("o{rv}"), rv)).unwrap();
+            // The fast client takes each event as it comes.
+            while fast_events < rv - 1 {
+                let frame = tokio::time::timeout(WAIT, fast.frame())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+                let data = frame.into_data().unwrap();
+                fast_events += data.iter().filter(|b| **b == b'\n').count() as u64;
+            }
+        }
+        assert_eq!(fast_events, 10);
+        // The slow one lagged: its stream ends instead of growing without bound.
+        let body = tokio::time::timeout(WAIT, slow.into_body().collect())
+            .await
+            .expect("the lagging watch ends")
+            .unwrap()
+            .to_bytes();
+        let slow_events = body.iter().filter(|b| **b == b'\n').count();
+        assert!(slow_events < 10, "{slow_events}");
+        layer.shutdown();
+    }
+}
