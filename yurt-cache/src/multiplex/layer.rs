@@ -102,9 +102,21 @@ impl MultiplexLayer {
         &self.metrics
     }
 
-    /// The multiplexed resources.
-    pub fn resources(&self) -> &PoolScopeResources {
-        &self.resources
+    /// The multiplexed resources now.
+    pub fn resources(&self) -> PoolScopeResources {
+        match &self.registry {
+            Some(r) => r.resources(),
+            None => self.resources.clone(),
+        }
+    }
+
+    /// Replaces the multiplexed resources (upstream takes them from ConfigMap
+    /// `leader-hub-<pool>` once it exists): feeds of resources left out stop and their
+    /// watches end; new ones start on their first request.
+    pub fn set_resources(&self, resources: PoolScopeResources) {
+        if let Some(r) = &self.registry {
+            r.set_resources(resources);
+        }
     }
 
     /// The User-Agent of the feeds' requests: `multiplexer-proxy-<node>` (lower-cased).

@@ -11,7 +11,8 @@
 //! multiplexed when it is a `list` or `watch` of a collection of a configured resource (no
 //! subresource, no `continue` token), the client accepts JSON, and it is not the multiplexer's
 //! own feed (User-Agent `multiplexer-proxy-<node>`). Everything else goes to the inner service
-//! untouched.
+//! untouched. The set can be replaced at run time ([`MultiplexLayer::set_resources`]); the
+//! feeds of resources left out stop.
 //!
 //! The first such request of a resource starts its *feed*: a task that lists and then watches
 //! the resource **through the inner service** (so the cache layer tees it into the store, as

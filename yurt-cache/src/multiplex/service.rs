@@ -30,6 +30,7 @@ use super::state::{
 use crate::admin::RequestLabels;
 use crate::body::{Body, BoxError};
 use crate::cache::policy::{self, Accept};
+use crate::multiplex::PoolScopeResources;
 use crate::store::Gvr;
 
 /// How long a request for a resourceVersion newer than the cache waits for it (as
@@ -48,6 +49,8 @@ type Feeds = HashMap<Gvr, (Arc<Feed>, AbortHandle, Running)>;
 #[derive(Debug)]
 pub(crate) struct Registry {
     pub(crate) config: MultiplexLayer,
+    /// The multiplexed resources now (the layer's, until [`Registry::set_resources`]).
+    resources: std::sync::RwLock<PoolScopeResources>,
     /// `None` once shut down.
     feeds: Mutex<Option<Feeds>>,
 }
@@ -55,8 +58,35 @@ pub(crate) struct Registry {
 impl Registry {
     pub(crate) fn new(config: MultiplexLayer) -> Registry {
         Registry {
+            resources: std::sync::RwLock::new(config.resources.clone()),
             config,
             feeds: Mutex::new(Some(HashMap::new())),
+        }
+    }
+
+    /// The multiplexed resources now.
+    pub(crate) fn resources(&self) -> PoolScopeResources {
+        self.resources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the multiplexed resources; the feeds of resources no longer in the set stop
+    /// and their watches end (their clients re-request and pass through).
+    pub(crate) fn set_resources(&self, resources: PoolScopeResources) {
+        let mut guard = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        *self.resources.write().unwrap_or_else(|e| e.into_inner()) = resources.clone();
+        if let Some(feeds) = guard.as_mut() {
+            feeds.retain(|gvr, (f, task, _)| {
+                let keep = resources.contains(&gvr.group, &gvr.version, &gvr.resource);
+                if !keep {
+                    tracing::info!(resource = %f.labels.resource, "multiplexer feed removed");
+                    task.abort();
+                    f.cache().close();
+                }
+                keep
+            });
         }
     }
 
@@ -189,7 +219,11 @@ impl<S> MultiplexService<S> {
             && info.subresource.is_empty()
             && info.is_collection()
             && info.options.continue_token.is_none()
-            && c.resources
+            && self
+                .registry
+                .resources
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
                 .contains(&info.api_group, &info.api_version, &info.resource)
             && component.as_str() != c.user_agent()
             && policy::accept(req.headers()) == Accept::Json
@@ -515,7 +549,6 @@ mod tests {
     use tower::ServiceBuilder;
 
     use super::*;
-    use crate::multiplex::PoolScopeResources;
     use crate::request_info::RequestInfoLayer;
 
     const WAIT: Duration = Duration::from_secs(10);
@@ -528,9 +561,10 @@ mod tests {
 
     /// The layer over a scripted upstream (no sockets): the feed's watch body is fed by the
     /// test. A client that reads nothing while more events than the fan-out buffer arrive has
-    /// its watch ended (it resumes from its last version), and the others are not held up.
+    /// its watch ended (it resumes from its last version), and the others are not held up; a
+    /// resource taken out of the set stops its feed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_client_falling_behind_the_fanout_buffer_has_its_watch_ended() {
+    async fn a_lagging_client_and_a_resource_leaving_the_set_end_their_watches() {
         let (tx, rx) = mpsc::unbounded::<Bytes>();
         let rx = Arc::new(Mutex::new(Some(rx)));
         let upstream = tower::service_fn(move |req: Request<Body>| {
@@ -604,6 +638,21 @@ mod tests {
             .to_bytes();
         let slow_events = body.iter().filter(|b| **b == b'\n').count();
         assert!(slow_events < 10, "{slow_events}");
+
+        // Services leave the set: their feed stops, open watches end, and requests pass
+        // through to the upstream.
+        let open = get("/api/v1/services?watch=1").await;
+        layer.set_resources(
+            PoolScopeResources::parse("discovery.k8s.io/v1/endpointslices").unwrap(),
+        );
+        tokio::time::timeout(WAIT, open.into_body().collect())
+            .await
+            .expect("the watch ends")
+            .unwrap();
+        assert_eq!(layer.metrics().feeds.get(), 0);
+        let resp = get("/api/v1/services").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(layer.metrics().feeds.get(), 0, "not multiplexed any more");
         layer.shutdown();
     }
 }
