@@ -29,6 +29,7 @@ use yurt::cache::balancer::Strategy;
 use yurt::cache::filter::{FilterConfig, FilterName, FilterSwitches, PoolSource};
 use yurt::cache::health::{HealthConfig, Probe};
 use yurt::cache::hub::{EdgeHub, EdgeHubConfig, FilterSettings, WorkingMode as HubMode};
+use yurt::cache::multiplex::{DEFAULT_POOL_SCOPE_RESOURCES, PoolScopeResources};
 use yurt::cache::server::{ServerConfig, shutdown_signal};
 use yurt::cache::upstream::{UpstreamClient, UpstreamConfig};
 
@@ -81,6 +82,10 @@ struct Cli {
     /// The port the filters point in-cluster apiserver clients at.
     #[arg(long, default_value_t = 10268)]
     proxy_secure_port: u16,
+    /// Resources whose list/watch requests all local clients share through one upstream
+    /// list+watch each (`group/version/resource`, comma separated; empty: none).
+    #[arg(long, default_value = DEFAULT_POOL_SCOPE_RESOURCES)]
+    pool_scope_resources: PoolScopeResources,
     /// Address of the management server.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
@@ -369,6 +374,7 @@ fn hub_config(
     };
     config.hubconfig_namespace = cli.namespace.clone();
     config.server = ServerConfig::default().drain_timeout(cli.shutdown_drain_timeout);
+    config.multiplex = cli.pool_scope_resources.clone();
     let mut disabled = cli.disabled_resource_filters.clone();
     if cli.working_mode == WorkingMode::Cloud {
         // As upstream: these make no sense on a node in the cloud.

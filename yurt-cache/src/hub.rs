@@ -2,7 +2,7 @@
 //! YurtHub's behaviour without wiring each part.
 //!
 //! [`EdgeHub::start`] opens the store, starts the health checker over the servers, composes
-//! the [`ProxyStack`] (request info, metrics, response filters, kubelet lease, autonomy
+//! the [`ProxyStack`] (request info, metrics, response filters, multiplexer, kubelet lease, autonomy
 //! condition, cache with offline serving, balancer) in edge mode, or a plain proxy (with the
 //! filters) in cloud mode, follows ConfigMap `yurt-hub-cfg` and the filters' cluster view
 //! through that stack, starts the reconnect task ([`Resync`]) and serves the
@@ -31,6 +31,7 @@ use crate::health::{HealthChecker, HealthConfig, HealthMetrics, HealthSnapshot, 
 use crate::hubconfig::{HubConfig, HubConfigWatcher};
 use crate::lease::{KubeletLeaseLayer, KubeletLiveness};
 use crate::local::{LocalConfig, LocalServer};
+use crate::multiplex::{MultiplexLayer, PoolScopeResources};
 use crate::resync::{Resync, ResyncConfig, ResyncMetrics};
 use crate::server::{ProxyStack, Server, ServerConfig};
 use crate::store::{RedbStore, StoreConfig, StoreError};
@@ -88,6 +89,9 @@ pub struct EdgeHubConfig {
     pub server: ServerConfig,
     /// The response filters; `None`, or every filter switched off, runs none.
     pub filters: Option<FilterSettings>,
+    /// Resources every local client's list/watch shares one upstream feed of
+    /// (`--pool-scope-resources`); empty runs no multiplexer.
+    pub multiplex: PoolScopeResources,
 }
 
 impl EdgeHubConfig {
@@ -114,6 +118,7 @@ impl EdgeHubConfig {
             hubconfig_namespace: "kube-system".to_owned(),
             server: ServerConfig::default(),
             filters: None,
+            multiplex: PoolScopeResources::default(),
         }
     }
 }
@@ -148,6 +153,7 @@ pub struct EdgeHub {
     admin: Server,
     hubconfig: HubConfigWatcher,
     view_watcher: Option<ViewWatcher>,
+    multiplex: Option<MultiplexLayer>,
     checker: HealthChecker,
     resync: Option<Resync>,
     store: RedbStore,
@@ -240,8 +246,14 @@ impl EdgeHub {
         let filter = filters
             .as_ref()
             .map(|f| FilterLayer::new(f.config.clone(), f.switches.clone(), extra_rx, view_rx));
+        let multiplex = (config.multiplex.iter().next().is_some()).then(|| {
+            let layer = MultiplexLayer::new(node.clone(), config.multiplex.clone());
+            layer.metrics().register(&mut registry);
+            layer
+        });
         let stack = ProxyStack::builder(balancer, proxy_metrics)
             .filter(filter)
+            .multiplex(multiplex.clone())
             .kubelet_lease(kubelet_lease)
             .autonomy(autonomy)
             .cache(cache)
@@ -283,6 +295,7 @@ impl EdgeHub {
             admin,
             hubconfig,
             view_watcher,
+            multiplex,
             checker,
             resync,
             store,
@@ -351,8 +364,12 @@ impl EdgeHub {
     /// Stops listening (in-flight requests finish within the drain timeout), stops the
     /// tasks and closes the store.
     pub async fn shutdown(self) {
+        // Long-lived watches would hold the drain open: end them first.
         if let Some(local) = &self.local {
             local.close_watches();
+        }
+        if let Some(m) = &self.multiplex {
+            m.shutdown();
         }
         let (p, a) = tokio::join!(self.proxy.shutdown(), self.admin.shutdown());
         tracing::info!(proxy = ?p, management = ?a, "hub listeners drained");

@@ -11,6 +11,8 @@
 //! - [`filter`]: per-client response filters (pool topology for EndpointSlices, the
 //!   apiserver reached through the hub, ...), streaming, re-filtering open watches when pools
 //!   or Services change; outside the cache, so the store keeps what the apiserver sent.
+//! - [`multiplex`]: answers every client's list and watch of shared resources (services,
+//!   endpointslices) from one in-memory feed per resource, fetched through the layers below.
 //! - [`lease`] (edge mode): answers kubelet's own node-Lease requests locally and tracks
 //!   kubelet's liveness for [`health`].
 //! - [`autonomy`] (edge mode): maintains the node's `Autonomy` condition on kubelet's Node reads.
@@ -100,6 +102,7 @@ pub mod hub;
 pub mod hubconfig;
 pub mod lease;
 pub mod local;
+pub mod multiplex;
 pub mod request_info;
 pub mod resync;
 pub mod server;

@@ -16,7 +16,12 @@
 //! - core `v1` Endpoints: the same for `subsets[].addresses[]` and `notReadyAddresses[]`
 //!   (`ip` replaced; the address moves between the two lists when the pod's readiness says so).
 //! - Open offline watches of those resources get a MODIFIED event for every endpoint object
-//!   that refers to a pod whose addresses or readiness changed by an offline write.
+//!   that refers to a pod whose addresses or readiness changed by an offline write, and a
+//!   watch that starts offline first gets every object the node's pods rewrite (its client may
+//!   hold a copy from before). These re-sent events carry the watch's current resourceVersion
+//!   (a real one, not older than the object's), so a consumer that ignores events older than
+//!   what it holds, such as the multiplexer's watch cache, takes them: kube-proxy behind the
+//!   multiplexer sees the new addresses too.
 //!
 //! **Not covered** (the hub cannot know)
 //! - pods of other nodes: their addresses stay as last cached;

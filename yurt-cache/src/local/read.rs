@@ -11,7 +11,7 @@ use yurt_core::{RequestInfo, Status};
 use super::endpoints::{self, PodView};
 use super::{CHUNK_BYTES, Inner, gvr_of, json_response};
 use crate::body::{Body, BoxError};
-use crate::store::{Gvr, ListScope, ObjectKey, Snapshot, Store, StoreError, rv};
+use crate::store::{Gvr, ListMeta, ListScope, ObjectKey, Snapshot, Store, StoreError, rv};
 
 /// A get: the cached object or 404.
 pub(super) async fn get(inner: &Arc<Inner>, info: &RequestInfo, component: &str) -> Response<Body> {
@@ -67,8 +67,8 @@ pub(super) async fn document(inner: &Arc<Inner>, info: &RequestInfo) -> Response
 enum Msg {
     /// The next part of the body.
     Data(Bytes),
-    /// The scan selected nothing.
-    Empty,
+    /// The scan selected nothing; the scope's recorded list, if it was ever listed.
+    Empty(Option<ListMeta>),
     /// The scan failed.
     Failed(StoreError),
 }
@@ -111,16 +111,26 @@ pub(super) async fn list(
     };
     match first {
         Msg::Failed(e) => store_failure(e),
-        Msg::Empty if component == "kubelet" && gvr == Gvr::new("", "v1", "pods") => {
+        Msg::Empty(_) if component == "kubelet" && gvr == Gvr::new("", "v1", "pods") => {
             // An empty pod list would make kubelet delete every pod it runs.
             Status::not_found("", "pods", "").to_response()
         }
-        Msg::Empty => {
+        Msg::Empty(None) => {
+            // Never listed and nothing cached: an empty list would read as "there is none" (a
+            // client would drop what it holds); say the truth, the cache cannot answer yet.
+            Status::service_unavailable(format!(
+                "the cloud is unreachable and {component} never listed {} here",
+                info.resource
+            ))
+            .with_retry_after(1)
+            .to_response()
+        }
+        Msg::Empty(Some(meta)) => {
             let (kind, api_version) = list_kind(inner, &gvr, component).await;
             let body = serde_json::json!({
                 "kind": kind,
                 "apiVersion": api_version,
-                "metadata": {"resourceVersion": "0"},
+                "metadata": {"resourceVersion": meta.resource_version},
                 "items": [],
             });
             json_response(StatusCode::OK, body.to_string())
@@ -131,7 +141,7 @@ pub(super) async fn list(
                     match tokio::time::timeout(timeout, rx.recv()).await {
                         Ok(Some(Msg::Data(b))) => Ok(Frame::data(b)),
                         Ok(Some(Msg::Failed(e))) => Err(Box::new(e)),
-                        Ok(Some(Msg::Empty)) | Ok(None) => return None,
+                        Ok(Some(Msg::Empty(_))) | Ok(None) => return None,
                         Err(_) => Err(Box::new(StoreError::Timeout(timeout))),
                     };
                 Some((item, (rx, timeout)))
@@ -215,7 +225,7 @@ fn produce(
         return Ok(());
     }
     if count == 0 {
-        let _ = tx.blocking_send(Msg::Empty);
+        let _ = tx.blocking_send(Msg::Empty(meta));
         return Ok(());
     }
     let rv = best.unwrap_or_default();

@@ -93,6 +93,10 @@ pub(super) async fn watch(
         done: false,
         _open: OpenWatch(inner.metrics.open_watches.clone()),
     };
+    let mut state = state;
+    if endpoints::applies_to(&state.gvr) && state.initial.is_none() {
+        state.resend_endpoints(None).await;
+    }
     let stream = futures::stream::unfold(state, |mut s| async move {
         let line = s.next().await?;
         Some((Ok::<_, BoxError>(Frame::data(line)), s))
@@ -216,23 +220,42 @@ impl State {
 
     /// Re-sends this watch's endpoint objects that refer to the changed pod, rewritten.
     async fn resend_endpoints_of(&mut self, ev: &LocalEvent) {
-        let scope = self.scope.clone();
-        let node = self.inner.config.node_name.clone();
-        let (ns, name) = (
+        let target = (
             ev.object.namespace().to_owned(),
             ev.object.name().to_owned(),
         );
+        self.resend_endpoints(Some(target)).await;
+    }
+
+    /// Re-sends, rewritten, this watch's endpoint objects that refer to pod `target`, or (with
+    /// `None`, when the watch starts) every one the node's pods rewrite: the client may hold
+    /// the copy from before a change it was not watching for.
+    async fn resend_endpoints(&mut self, target: Option<(String, String)>) {
+        let scope = self.scope.clone();
+        let node = self.inner.config.node_name.clone();
         let found = self
             .inner
             .store
             .read_snapshot(move |snap| {
                 let pods = endpoints::load_pods(snap, &node)?;
                 let mut out = Vec::new();
+                if pods.is_empty() {
+                    return Ok(out);
+                }
                 snap.scan(&scope, |_, json| {
-                    if endpoints::refers_to(json, &ns, &name) {
-                        let new = endpoints::rewrite(&scope.gvr, json, &pods)
-                            .unwrap_or_else(|| json.to_vec());
-                        out.push(new);
+                    match &target {
+                        Some((ns, name)) => {
+                            if endpoints::refers_to(json, ns, name) {
+                                let new = endpoints::rewrite(&scope.gvr, json, &pods)
+                                    .unwrap_or_else(|| json.to_vec());
+                                out.push(new);
+                            }
+                        }
+                        None => {
+                            if let Some(new) = endpoints::rewrite(&scope.gvr, json, &pods) {
+                                out.push(new);
+                            }
+                        }
                     }
                     true
                 })?;
@@ -242,6 +265,20 @@ impl State {
         match found {
             Ok(objects) => {
                 for json in objects {
+                    // Stamped with the watch's current resourceVersion (a real one, not older
+                    // than the object's), so a consumer that drops events older than what it
+                    // holds (the multiplexer's watch cache) still takes the rewrite.
+                    let json = match serde_json::from_slice::<serde_json::Value>(&json) {
+                        Ok(mut v) if !self.last_rv.is_empty() => {
+                            let own = v["metadata"]["resourceVersion"].as_str().unwrap_or("");
+                            if rv::is_older(own, &self.last_rv) {
+                                v["metadata"]["resourceVersion"] =
+                                    serde_json::Value::String(self.last_rv.clone());
+                            }
+                            serde_json::to_vec(&v).unwrap_or(json)
+                        }
+                        _ => json,
+                    };
                     self.pending.push_back(event_line("MODIFIED", &json));
                 }
             }

@@ -14,10 +14,12 @@ use crate::body::Body;
 use crate::cache::CacheLayer;
 use crate::filter::FilterLayer;
 use crate::lease::KubeletLeaseLayer;
+use crate::multiplex::MultiplexLayer;
 use crate::request_info::RequestInfoLayer;
 
-/// `RequestInfoLayer` → `MetricsLayer` → `FilterLayer` → `KubeletLeaseLayer` → `AutonomyLayer` →
-/// `CacheLayer` → [`Balancer`] (the optional ones when given), boxed: the
+/// `RequestInfoLayer` → `MetricsLayer` → `FilterLayer` → `MultiplexLayer` →
+/// `KubeletLeaseLayer` → `AutonomyLayer` → `CacheLayer` → [`Balancer`] (the optional ones when
+/// given), boxed: the
 /// service a reference daemon serves on its proxy port (and through which it reads its own
 /// configuration). Cheap to clone. Vendors composing other layers build their own
 /// `ServiceBuilder` the same way.
@@ -68,6 +70,23 @@ impl ProxyStack {
             .build()
     }
 
+    /// Like [`with_kubelet_lease`](Self::with_kubelet_lease), with `multiplex` between the
+    /// metrics and the kubelet-lease layer, answering list and watch requests of shared
+    /// resources from one feed per resource (fetched through the layers below it).
+    pub fn with_multiplexer(
+        balancer: Balancer,
+        multiplex: Option<MultiplexLayer>,
+        kubelet_lease: Option<KubeletLeaseLayer>,
+        cache: Option<CacheLayer>,
+        metrics: ProxyMetrics,
+    ) -> Self {
+        ProxyStack::builder(balancer, metrics)
+            .multiplex(multiplex)
+            .kubelet_lease(kubelet_lease)
+            .cache(cache)
+            .build()
+    }
+
     /// Starts composing a stack over `balancer`; add the optional layers, then
     /// [`build`](ProxyStackBuilder::build).
     pub fn builder(balancer: Balancer, metrics: ProxyMetrics) -> ProxyStackBuilder {
@@ -75,6 +94,7 @@ impl ProxyStack {
             balancer,
             metrics,
             filter: None,
+            multiplex: None,
             kubelet_lease: None,
             autonomy: None,
             cache: None,
@@ -88,6 +108,7 @@ pub struct ProxyStackBuilder {
     balancer: Balancer,
     metrics: ProxyMetrics,
     filter: Option<FilterLayer>,
+    multiplex: Option<MultiplexLayer>,
     kubelet_lease: Option<KubeletLeaseLayer>,
     autonomy: Option<AutonomyLayer>,
     cache: Option<CacheLayer>,
@@ -97,6 +118,12 @@ impl ProxyStackBuilder {
     /// The response filters, outside the cache (the store keeps what the apiserver sent).
     pub fn filter(mut self, layer: Option<FilterLayer>) -> Self {
         self.filter = layer;
+        self
+    }
+
+    /// Node-level traffic reuse: list/watch of shared resources from one feed each.
+    pub fn multiplex(mut self, layer: Option<MultiplexLayer>) -> Self {
+        self.multiplex = layer;
         self
     }
 
@@ -124,6 +151,7 @@ impl ProxyStackBuilder {
             .layer(RequestInfoLayer::new())
             .layer(MetricsLayer::new(self.metrics))
             .option_layer(self.filter)
+            .option_layer(self.multiplex)
             .option_layer(self.kubelet_lease)
             .option_layer(self.autonomy)
             .option_layer(self.cache)

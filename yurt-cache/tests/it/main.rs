@@ -12,6 +12,7 @@ mod health;
 mod hubconfig;
 mod integrity;
 mod lease;
+mod multiplex;
 mod net;
 mod offline;
 mod pages;

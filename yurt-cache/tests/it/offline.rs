@@ -20,6 +20,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::{Value, json};
 use yurt_cache::health::HealthConfig;
 use yurt_cache::hub::{EdgeHub, EdgeHubConfig};
+use yurt_cache::multiplex::PoolScopeResources;
 use yurt_cache::store::{Gvr, ListScope, ObjectKey, Store};
 use yurt_cache::upstream::UpstreamClient;
 use yurt_testkit::TestApiServer;
@@ -48,7 +49,12 @@ struct Rig {
 }
 
 impl Rig {
+    /// Without the multiplexer: every request reaches the cache layer as its own component.
     async fn start() -> Rig {
+        Rig::start_with(false).await
+    }
+
+    async fn start_with(multiplexer: bool) -> Rig {
         let api = TestApiServer::builder().tls().start().await.unwrap();
         let link = ChaosLink::start(api.addr()).await.unwrap();
         let upstream = hub_client(&api, &format!("system:node:{NODE}"), &["system:nodes"]);
@@ -65,6 +71,9 @@ impl Rig {
         config.kubelet_grace = None;
         config.resync.retry_interval = Duration::from_millis(200);
         config.local.bookmark_interval = Duration::from_millis(300);
+        if !multiplexer {
+            config.multiplex = PoolScopeResources::new([]);
+        }
         let hub = EdgeHub::start(config.clone(), upstream.clone())
             .await
             .unwrap();
@@ -563,7 +572,19 @@ async fn the_journal_replays_coalesced_status_and_the_cloud_wins_conflicts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_served_offline_follow_the_pods_new_addresses() {
-    let rig = Rig::start().await;
+    endpoints_follow_the_pods(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_through_the_multiplexer_follow_the_pods_new_addresses_offline() {
+    endpoints_follow_the_pods(true).await;
+}
+
+/// Kube-proxy's EndpointSlices while the node's pod changes address offline, with
+/// endpointslices served directly from the cache, or through the multiplexer (whose feed is
+/// itself served from the cache).
+async fn endpoints_follow_the_pods(via_multiplexer: bool) {
+    let rig = Rig::start_with(via_multiplexer).await;
     rig.create(pod_json("web-1", "a", NODE)).await;
     Api::<Pod>::namespaced(rig.api.client(), "default")
         .patch_status(
@@ -586,18 +607,8 @@ async fn endpoints_served_offline_follow_the_pods_new_addresses() {
     let proxy = rig.client(KUBE_PROXY);
     let pods: Api<Pod> = Api::namespaced(kubelet.clone(), "default");
     let slices: Api<EndpointSlice> = Api::namespaced(proxy.clone(), "default");
+    let slice_gvr = Gvr::new("discovery.k8s.io", "v1", "endpointslices");
     pods.list(&on_node()).await.unwrap();
-    let online = slices.list(&Default::default()).await.unwrap();
-    rig.wait_list("kubelet", pods_gvr(), "default", "", &node_field())
-        .await;
-    rig.wait_list(
-        "kube-proxy",
-        Gvr::new("discovery.k8s.io", "v1", "endpointslices"),
-        "default",
-        "",
-        "",
-    )
-    .await;
     let addrs = |l: &[EndpointSlice]| -> Vec<String> {
         l.iter()
             .filter(|s| s.metadata.name.as_deref() == Some("web-x1"))
@@ -609,7 +620,25 @@ async fn endpoints_served_offline_follow_the_pods_new_addresses() {
             })
             .collect()
     };
+    let online = bounded("the online list", async {
+        loop {
+            match slices.list(&Default::default()).await {
+                Ok(l) if !addrs(&l.items).is_empty() => return l,
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
     assert_eq!(addrs(&online.items), vec!["10.1.0.5"]);
+    rig.wait_list("kubelet", pods_gvr(), "default", "", &node_field())
+        .await;
+    let holder = if via_multiplexer {
+        format!("multiplexer-proxy-{NODE}")
+    } else {
+        "kube-proxy".to_owned()
+    };
+    let ns = if via_multiplexer { "" } else { "default" };
+    rig.wait_list(&holder, slice_gvr.clone(), ns, "", "").await;
 
     rig.cut().await;
     let rv = slices
@@ -629,29 +658,33 @@ async fn endpoints_served_offline_follow_the_pods_new_addresses() {
     pods.patch_status("web-1", &PatchParams::default(), &Patch::Merge(&p))
         .await
         .unwrap();
+    // Open watches of endpoints get the rewritten slice (possibly after a re-send of the
+    // slice as the pods were when the watch started).
+    loop {
+        let ev = bounded("the re-sent slice", watch.next()).await;
+        match ev.unwrap().unwrap() {
+            WatchEvent::Modified(s) => {
+                let a = s.endpoints.unwrap()[0].addresses.clone();
+                if a == vec!["10.1.0.9"] {
+                    break;
+                }
+                assert_eq!(a, vec!["10.1.0.5"], "only the old or the new address");
+            }
+            WatchEvent::Bookmark(_) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
     let offline = slices.list(&Default::default()).await.unwrap();
     assert_eq!(addrs(&offline.items), vec!["10.1.0.9"]);
-    let got = slices.get("web-x1").await.unwrap();
-    assert_eq!(got.endpoints.unwrap()[0].addresses, vec!["10.1.0.9"]);
-    // Open watches of endpoints get the rewritten slice.
-    let ev = bounded("the re-sent slice", watch.next())
-        .await
-        .unwrap()
-        .unwrap();
-    match ev {
-        WatchEvent::Modified(s) => assert_eq!(s.endpoints.unwrap()[0].addresses, vec!["10.1.0.9"]),
-        other => panic!("{other:?}"),
+    if !via_multiplexer {
+        let got = slices.get("web-x1").await.unwrap();
+        assert_eq!(got.endpoints.unwrap()[0].addresses, vec!["10.1.0.9"]);
     }
     // The store keeps what the apiserver sent.
     let stored = rig
         .hub()
         .store()
-        .get(&ObjectKey::new(
-            "kube-proxy",
-            &Gvr::new("discovery.k8s.io", "v1", "endpointslices"),
-            "default",
-            "web-x1",
-        ))
+        .get(&ObjectKey::new(&holder, &slice_gvr, "default", "web-x1"))
         .await
         .unwrap()
         .unwrap();
