@@ -69,7 +69,7 @@ pub use metrics::LocalMetrics;
 
 use crate::body::Body;
 use crate::health::HealthSnapshot;
-use crate::store::{Gvr, Object, RedbStore};
+use crate::store::{Gvr, ListScope, Object, RedbStore};
 
 /// The size of the chunks an offline list is sent in.
 pub const CHUNK_BYTES: usize = 64 << 10;
@@ -268,6 +268,19 @@ impl LocalServer {
 /// The resource type of a request.
 fn gvr_of(info: &RequestInfo) -> Gvr {
     Gvr::new(&info.api_group, &info.api_version, &info.resource)
+}
+
+/// The list scope a list or watch request reads, or the 400 Status for bad selectors.
+fn scope_of(info: &RequestInfo, component: &str) -> Result<ListScope, Box<Status>> {
+    let o = &info.options;
+    ListScope::parse(
+        component,
+        &gvr_of(info),
+        &info.namespace,
+        o.label_selector.as_deref().unwrap_or(""),
+        o.field_selector.as_deref().unwrap_or(""),
+    )
+    .map_err(|e| Box::new(Status::bad_request(e.to_string())))
 }
 
 /// A JSON response.

@@ -80,16 +80,9 @@ pub(super) async fn list(
     component: &str,
 ) -> Response<Body> {
     let gvr = gvr_of(info);
-    let o = &info.options;
-    let scope = match ListScope::parse(
-        component,
-        &gvr,
-        &info.namespace,
-        o.label_selector.as_deref().unwrap_or(""),
-        o.field_selector.as_deref().unwrap_or(""),
-    ) {
+    let scope = match super::scope_of(info, component) {
         Ok(s) => s,
-        Err(e) => return Status::bad_request(e.to_string()).to_response(),
+        Err(status) => return status.to_response(),
     };
     let (tx, mut rx) = mpsc::channel::<Msg>(4);
     let store = inner.store.clone();

@@ -19,6 +19,7 @@ use super::read::{api_version_of, object_kind};
 use super::{Inner, LocalEvent, gvr_of, random_fraction};
 use crate::body::{Body, BoxError};
 use crate::health::HealthSnapshot;
+use crate::multiplex::event_line;
 use crate::store::{Gvr, ListScope, RedbStore, rv};
 
 /// Initial events (`sendInitialEvents`) are read from the store in batches of this many.
@@ -32,15 +33,9 @@ pub(super) async fn watch(
 ) -> Response<Body> {
     let gvr = gvr_of(info);
     let o = &info.options;
-    let scope = match ListScope::parse(
-        component,
-        &gvr,
-        &info.namespace,
-        o.label_selector.as_deref().unwrap_or(""),
-        o.field_selector.as_deref().unwrap_or(""),
-    ) {
+    let scope = match super::scope_of(info, component) {
         Ok(s) => s,
-        Err(e) => return Status::bad_request(e.to_string()).to_response(),
+        Err(status) => return status.to_response(),
     };
     if o.send_initial_events == Some(true) && !o.allow_watch_bookmarks {
         return Status::invalid(
@@ -329,17 +324,6 @@ async fn tick(t: &mut Option<Interval>) {
         }
         None => std::future::pending().await,
     }
-}
-
-/// One watch event line.
-fn event_line(kind: &str, object: &[u8]) -> Bytes {
-    let mut line = Vec::with_capacity(object.len() + 32);
-    line.extend_from_slice(b"{\"type\":\"");
-    line.extend_from_slice(kind.as_bytes());
-    line.extend_from_slice(b"\",\"object\":");
-    line.extend_from_slice(object);
-    line.extend_from_slice(b"}\n");
-    Bytes::from(line)
 }
 
 /// Streams the scope's cached objects in batches for the initial events.

@@ -74,3 +74,4 @@ pub use layer::MultiplexLayer;
 pub use metrics::{MultiplexMetrics, ResourceLabels};
 pub use resources::{DEFAULT_POOL_SCOPE_RESOURCES, ParseResourcesError, PoolScopeResources};
 pub use service::MultiplexService;
+pub(crate) use state::event_line;

@@ -16,7 +16,7 @@
 //!      the cloud's version wins (`conflict`);
 //!    - creates (Events) are posted; `409 AlreadyExists` counts as applied.
 //!
-//!    Each outcome is logged and counted in [`ResyncMetrics::replayed`]: `applied`,
+//!    Each outcome is logged and counted in [`ResyncMetrics`] (`replayed`): `applied`,
 //!    `coalesced`, `conflict`, `gone` (404: the object was deleted upstream), `rejected`
 //!    (another 4xx), and `retry` (5xx, 429 or no answer: the pass stops there, keeping the
 //!    order, and retries after [`ResyncConfig::retry_interval`] while a server stays healthy).

@@ -138,7 +138,8 @@
 //!   deleted re-creates it, until the next list replace of a scope selecting it removes it.
 //! * Watch BOOKMARK events are ignored (they do not move a scope's list resourceVersion).
 //! * Field selectors other than `metadata.name` / `metadata.namespace` parse each candidate
-//!   object; label selectors read the labels stored beside the object and do not.
+//!   object (only the selected paths are built, see `sparse.rs`); label selectors read the
+//!   labels stored beside the object and do not.
 
 mod engine;
 mod error;
@@ -147,6 +148,7 @@ mod metrics;
 mod open;
 mod redb_store;
 pub mod rv;
+mod sparse;
 mod types;
 
 pub(crate) use types::MetaHead;

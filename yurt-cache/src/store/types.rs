@@ -115,7 +115,11 @@ impl ListScope {
         if self.field_selector.is_empty() {
             return true;
         }
-        match serde_json::from_slice::<serde_json::Value>(json) {
+        let decoded = match super::sparse::Paths::of(&self.field_selector) {
+            Some(paths) => paths.decode(json),
+            None => serde_json::from_slice::<serde_json::Value>(json),
+        };
+        match decoded {
             Ok(v) => self.field_selector.matches(&v),
             Err(_) => false,
         }
