@@ -508,11 +508,15 @@ mod tests {
     }
 
     fn chain(bytes: usize) -> Chain {
+        chain_since(bytes, std::time::Instant::now())
+    }
+
+    fn chain_since(bytes: usize, since: std::time::Instant) -> Chain {
         Chain {
             meta: ListMeta::default(),
             items: Vec::new(),
             bytes,
-            since: std::time::Instant::now(),
+            since,
         }
     }
 
@@ -523,9 +527,11 @@ mod tests {
             .unwrap()
             .key();
         let key = |t: usize| (scope.clone(), t.to_string());
+        // Distinct, increasing ages without sleeping.
+        let base = std::time::Instant::now();
         for t in 0..MAX_CHAINS + 3 {
-            assert!(pages.put(key(t), chain(1)));
-            std::thread::sleep(Duration::from_millis(1));
+            let since = base + Duration::from_millis(t as u64);
+            assert!(pages.put(key(t), chain_since(1, since)));
         }
         assert_eq!(pages.len(), MAX_CHAINS, "the oldest were evicted");
         assert!(pages.take(&key(0)).is_none());

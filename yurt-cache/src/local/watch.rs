@@ -202,7 +202,7 @@ impl State {
                 self.scope.namespace.is_empty() || self.scope.namespace == ev.object.namespace();
             let labels: BTreeMap<String, String> =
                 serde_json::from_str(ev.object.labels()).unwrap_or_default();
-            if ns_ok && self.scope.selects(&labels, &ev.object.json) {
+            if ns_ok && self.scope.selection().selects(&labels, &ev.object.json) {
                 let rv = ev.object.resource_version().to_owned();
                 self.note_rv(&rv);
                 self.pending.push_back(event_line(ev.kind, &ev.object.json));

@@ -29,7 +29,7 @@ use super::metrics::StoreMetrics;
 use super::rv;
 use super::types::{
     DeleteOutcome, EventKind, EventOutcome, Gvr, ListMeta, ListResult, ListScope, ListScopeKey,
-    Object, ObjectKey, PutOutcome, ReplaceOutcome, StoredObject, Usage, WatchEvent,
+    Object, ObjectKey, PutOutcome, ReplaceOutcome, Selection, StoredObject, Usage, WatchEvent,
 };
 
 /// `objects`: object key -> encoded object (see module docs).
@@ -293,13 +293,13 @@ pub(crate) fn decode_value(v: &[u8]) -> Result<ValueRef<'_>, StoreError> {
     })
 }
 
-fn selects(scope: &ListScope, v: &ValueRef<'_>) -> bool {
-    if scope.label_selector.is_empty() && scope.field_selector.is_empty() {
+fn selects(sel: &Selection<'_>, v: &ValueRef<'_>) -> bool {
+    if sel.is_everything() {
         return true;
     }
     // Labels are stored as a canonical JSON map of strings (see `Object::from_json`).
     let labels: BTreeMap<String, String> = serde_json::from_str(v.labels).unwrap_or_default();
-    scope.selects(&labels, v.json)
+    sel.selects(&labels, v.json)
 }
 
 /// Which keys a scope's selection can contain: one key when the field selector pins both the
@@ -671,9 +671,9 @@ impl<'t> Tables<'t> {
 
     /// Whether the stored copy `v` of an object absent from the list is deleted by a replace at
     /// the list's resourceVersion (see the module docs of [`store`](super)).
-    fn doomed(scope: &ListScope, meta: &ListMeta, v: &[u8]) -> bool {
+    fn doomed(sel: &Selection<'_>, meta: &ListMeta, v: &[u8]) -> bool {
         match decode_value(v) {
-            Ok(v) => selects(scope, &v) && !rv::is_older(&meta.resource_version, v.rv),
+            Ok(v) => selects(sel, &v) && !rv::is_older(&meta.resource_version, v.rv),
             // Undecodable values in the scope's range are replaced by the list.
             Err(_) => true,
         }
@@ -697,7 +697,7 @@ impl<'t> Tables<'t> {
             let doomed = self
                 .objects
                 .get(k)?
-                .is_some_and(|g| Self::doomed(scope, meta, g.value()));
+                .is_some_and(|g| Self::doomed(&scope.selection(), meta, g.value()));
             if doomed {
                 self.objects.remove(k)?;
                 self.metrics.write_ops.inc();
@@ -726,6 +726,7 @@ impl<'t> Tables<'t> {
         out: &mut ReplaceOutcome,
     ) -> Result<(), StoreError> {
         let prefix = key::objects_prefix(&scope.component, &scope.gvr);
+        let sel = scope.selection();
         let mut sorted: Vec<(String, &Object)> = items
             .iter()
             .map(|o| (key::object_key_in(&prefix, o.namespace(), o.name()), o))
@@ -763,7 +764,7 @@ impl<'t> Tables<'t> {
                         put.push(next);
                         next += 1;
                     }
-                } else if Self::doomed(scope, meta, v) {
+                } else if Self::doomed(&sel, meta, v) {
                     doomed.push(k.to_owned());
                 }
             }
@@ -839,10 +840,11 @@ impl Snapshot {
     /// the scope's own list metadata if it was ever listed.
     pub fn list(&self, scope: &ListScope) -> Result<ListResult, StoreError> {
         let table = self.txn.open_table(OBJECTS)?;
+        let sel = scope.selection();
         let mut items = Vec::new();
         let mut take = |v: &[u8]| -> Result<(), StoreError> {
             let v = decode_value(v)?;
-            if selects(scope, &v) {
+            if selects(&sel, &v) {
                 items.push(StoredObject {
                     resource_version: v.rv.to_owned(),
                     json: Bytes::copy_from_slice(v.json),
@@ -879,11 +881,12 @@ impl Snapshot {
         mut f: impl FnMut(&str, &[u8]) -> bool,
     ) -> Result<(), StoreError> {
         let table = self.txn.open_table(OBJECTS)?;
+        let sel = scope.selection();
         match candidates(scope) {
             Candidates::Point(k) => {
                 if let Some(g) = table.get(k.as_str())? {
                     let v = decode_value(g.value())?;
-                    if selects(scope, &v) {
+                    if selects(&sel, &v) {
                         f(v.rv, v.json);
                     }
                 }
@@ -892,7 +895,7 @@ impl Snapshot {
                 for entry in table.range(start.as_str()..end.as_str())? {
                     let (_, g) = entry?;
                     let v = decode_value(g.value())?;
-                    if selects(scope, &v) && !f(v.rv, v.json) {
+                    if selects(&sel, &v) && !f(v.rv, v.json) {
                         break;
                     }
                 }

@@ -106,21 +106,50 @@ impl ListScope {
         }
     }
 
+    /// The scope's selectors, ready to test many objects (the field selector's decoding plan
+    /// is worked out once, not per object).
+    pub(crate) fn selection(&self) -> Selection<'_> {
+        Selection {
+            scope: self,
+            paths: if self.field_selector.is_empty() {
+                None
+            } else {
+                super::sparse::Paths::of(&self.field_selector)
+            },
+        }
+    }
+}
+
+/// A [`ListScope`]'s selectors prepared by [`ListScope::selection`].
+pub(crate) struct Selection<'a> {
+    scope: &'a ListScope,
+    /// The paths a field selector reads; `None` decodes the whole object (or, without a field
+    /// selector, nothing).
+    paths: Option<super::sparse::Paths>,
+}
+
+impl Selection<'_> {
+    /// Whether nothing is filtered.
+    pub(crate) fn is_everything(&self) -> bool {
+        self.scope.label_selector.is_empty() && self.scope.field_selector.is_empty()
+    }
+
     /// Whether the stored object (its labels, and its JSON when the field selector needs it)
-    /// belongs to this scope's selection.
+    /// belongs to the scope's selection.
     pub(crate) fn selects(&self, labels: &BTreeMap<String, String>, json: &[u8]) -> bool {
-        if !self.label_selector.is_empty() && !self.label_selector.matches(labels) {
+        let scope = self.scope;
+        if !scope.label_selector.is_empty() && !scope.label_selector.matches(labels) {
             return false;
         }
-        if self.field_selector.is_empty() {
+        if scope.field_selector.is_empty() {
             return true;
         }
-        let decoded = match super::sparse::Paths::of(&self.field_selector) {
+        let decoded = match &self.paths {
             Some(paths) => paths.decode(json),
             None => serde_json::from_slice::<serde_json::Value>(json),
         };
         match decoded {
-            Ok(v) => self.field_selector.matches(&v),
+            Ok(v) => scope.field_selector.matches(&v),
             Err(_) => false,
         }
     }
