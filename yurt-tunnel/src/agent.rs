@@ -229,6 +229,12 @@ impl Agent {
             *r.status_mut() = status;
             r
         };
+        if req.method() == Method::OPTIONS {
+            // The server's ping on demand (see the server's dial): answered at once.
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            return r;
+        }
         if req.method() != Method::CONNECT {
             return reply(
                 StatusCode::METHOD_NOT_ALLOWED,

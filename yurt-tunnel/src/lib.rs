@@ -30,7 +30,7 @@
 //! ```
 //!
 //! Layout: [`transport`] (the `Transport`/`Acceptor` traits, TLS), [`handshake`] (registration
-//! frames), [`routing`] and [`allowlist`] (the I/O-free decisions), [`session`] (HTTP/2 roles),
+//! frames), [`routing`], [`nodes`] and [`allowlist`] (the I/O-free decisions), [`session`] (HTTP/2 roles),
 //! [`server`], [`agent`], [`metrics`], [`splice`] (byte pumping and task ownership).
 
 #![forbid(unsafe_code)]
@@ -41,6 +41,7 @@ pub mod backoff;
 mod error;
 pub mod handshake;
 pub mod metrics;
+pub mod nodes;
 pub mod routing;
 pub mod server;
 pub mod session;
@@ -56,8 +57,12 @@ pub use allowlist::Allowlist;
 pub use backoff::BackoffConfig;
 pub use error::TunnelError;
 pub use metrics::Metrics;
+pub use nodes::{NodeAddresses, NodeDirectory};
 pub use routing::{IdentityPolicy, Target};
-pub use server::{DialError, HttpDoor, Listener, ServerConfig, TunnelServer};
+pub use server::{
+    DEFAULT_FRONT_DOOR_IDENTITIES, DialError, FrontDoorPolicy, HttpDoor, Listener, ServerConfig,
+    TunnelServer,
+};
 pub use session::SessionConfig;
 pub use transport::{
     Acceptor, BoxedIo, TcpAcceptor, TcpTransport, TlsAcceptor, TlsTransport, Transport,

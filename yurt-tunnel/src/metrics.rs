@@ -29,6 +29,29 @@ pub mod reason {
     pub const SESSION: &str = "session";
     /// The request named no valid target.
     pub const BAD_TARGET: &str = "bad_target";
+    /// The agent did not answer a ping while a dial waited (a frozen agent); the session was
+    /// dropped.
+    pub const UNRESPONSIVE: &str = "unresponsive";
+}
+
+/// Why an agent registration or a front-door client was refused (the `reason` label of
+/// `yurt_tunnel_registrations_rejected_total` and `yurt_tunnel_front_door_rejected_total`).
+pub mod refusal {
+    /// Transport (TLS) handshake failed or timed out.
+    pub const TRANSPORT: &str = "transport";
+    /// The hello was malformed, of another version, or did not arrive in time.
+    pub const HELLO: &str = "hello";
+    /// The certificate may not register the node the hello names.
+    pub const IDENTITY: &str = "identity";
+    /// The hello claims a hostname or address its Node object does not report, or there is no
+    /// such Node.
+    pub const CLAIMS: &str = "claims";
+    /// The hello claims a hostname or address another node's session holds.
+    pub const COLLISION: &str = "collision";
+    /// A front-door client without a client certificate.
+    pub const NO_CERTIFICATE: &str = "no_certificate";
+    /// A front-door client whose certificate identity is not allowed.
+    pub const NOT_ALLOWED: &str = "not_allowed";
 }
 
 /// Tunnel metrics.
@@ -45,7 +68,8 @@ struct Inner {
     bytes: Family<Label, Counter>,
     dial_latency: Histogram,
     dial_failures: Family<Label, Counter>,
-    registrations_rejected: Counter,
+    registrations_rejected: Family<Label, Counter>,
+    front_door_rejected: Family<Label, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -72,7 +96,8 @@ impl Metrics {
         let bytes = Family::<Label, Counter>::default();
         let dial_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let dial_failures = Family::<Label, Counter>::default();
-        let registrations_rejected = Counter::default();
+        let registrations_rejected = Family::<Label, Counter>::default();
+        let front_door_rejected = Family::<Label, Counter>::default();
         registry.register("sessions", "Live agent sessions", sessions.clone());
         registry.register("streams", "Open tunneled streams", streams.clone());
         registry.register(
@@ -97,8 +122,13 @@ impl Metrics {
         );
         registry.register(
             "registrations_rejected",
-            "Agent registrations refused (bad handshake or identity)",
+            "Agent registrations refused, by reason",
             registrations_rejected.clone(),
+        );
+        registry.register(
+            "front_door_rejected",
+            "Front-door (TLS) clients refused, by reason",
+            front_door_rejected.clone(),
         );
         Self {
             inner: Arc::new(Inner {
@@ -110,6 +140,7 @@ impl Metrics {
                 dial_latency,
                 dial_failures,
                 registrations_rejected,
+                front_door_rejected,
             }),
         }
     }
@@ -158,8 +189,34 @@ impl Metrics {
             .inc();
     }
 
-    pub(crate) fn rejected(&self) {
-        self.inner.registrations_rejected.inc();
+    /// Agent registrations refused with this reason (a [`refusal`] constant) so far.
+    pub fn registrations_rejected(&self, reason: &'static str) -> u64 {
+        self.inner
+            .registrations_rejected
+            .get_or_create(&[("reason", reason)])
+            .get()
+    }
+
+    /// Front-door clients refused with this reason (a [`refusal`] constant) so far.
+    pub fn front_door_rejected(&self, reason: &'static str) -> u64 {
+        self.inner
+            .front_door_rejected
+            .get_or_create(&[("reason", reason)])
+            .get()
+    }
+
+    pub(crate) fn rejected(&self, reason: &'static str) {
+        self.inner
+            .registrations_rejected
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    pub(crate) fn front_door_refused(&self, reason: &'static str) {
+        self.inner
+            .front_door_rejected
+            .get_or_create(&[("reason", reason)])
+            .inc();
     }
 
     /// Tracks one open stream until the guard drops.
@@ -214,6 +271,8 @@ mod tests {
         }
         m.add_bytes(true, 10);
         m.add_bytes(false, 20);
+        m.rejected(refusal::COLLISION);
+        m.front_door_refused(refusal::NOT_ALLOWED);
         let text = m.encode();
         for needle in [
             "yurt_tunnel_sessions 2",
@@ -221,6 +280,8 @@ mod tests {
             "yurt_tunnel_dial_failures_total{reason=\"no_tunnel\"} 1",
             "yurt_tunnel_bytes_total{direction=\"from_edge\"} 20",
             "yurt_tunnel_dial_latency_seconds_count 1",
+            "yurt_tunnel_registrations_rejected_total{reason=\"collision\"} 1",
+            "yurt_tunnel_front_door_rejected_total{reason=\"not_allowed\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -119,9 +119,39 @@ struct Entry<S> {
     handle: S,
 }
 
-/// Node name / hostname / address -> session. A newer registration for the same node replaces
-/// the older one (which is returned so the caller can close it); removing a session only
-/// removes the keys that still point at it.
+/// Why a registration was refused by the [`Registry`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Collision {
+    /// The hello claims a hostname another node's session routes.
+    #[error("hostname {name:?} already routes to node {owner:?}")]
+    Name {
+        /// The contested name.
+        name: String,
+        /// The node whose session holds it.
+        owner: String,
+    },
+    /// The hello claims an address another node's session routes.
+    #[error("address {addr} already routes to node {owner:?}")]
+    Address {
+        /// The contested address.
+        addr: IpAddr,
+        /// The node whose session holds it.
+        owner: String,
+    },
+}
+
+/// Node name / hostname / address -> session.
+///
+/// Ownership rules (they stop one node's agent from taking another node's traffic):
+/// * A node name (verified against the agent's certificate by the server) always routes to the
+///   newest session of that node; a newer registration replaces the older one, which is
+///   returned so the caller can close it.
+/// * A hostname or address may be claimed only when no session of *another* node holds it;
+///   otherwise the registration is refused with a [`Collision`] and nothing changes.
+/// * A session whose hostname claim is another node's name is an impostor: when that node
+///   registers, the impostor is evicted (returned for closing) along with all its claims.
+/// * Removing a session only removes the keys that point at it, so it never takes another
+///   session's routes with it.
 #[derive(Debug)]
 pub struct Registry<S> {
     next_id: SessionId,
@@ -147,27 +177,84 @@ impl<S: Clone> Registry<S> {
         Self::default()
     }
 
-    /// Registers a session; returns its id and the sessions it replaced (same node name).
-    pub fn register(&mut self, hello: Hello, handle: S) -> (SessionId, Vec<S>) {
+    fn owner_node(&self, id: SessionId) -> &str {
+        self.sessions.get(&id).map_or("", |e| e.hello.node.as_str())
+    }
+
+    /// Checks `hello`'s claims against the other nodes' sessions without registering (the
+    /// server asks before it accepts an agent; [`Registry::register`] checks again).
+    pub fn check(&self, hello: &Hello) -> Result<(), Collision> {
+        let node = hello.node.to_ascii_lowercase();
+        if let Some(h) = &hello.hostname
+            && !h.eq_ignore_ascii_case(&node)
+            && let Some(&owner) = self.by_name.get(&h.to_ascii_lowercase())
+            && !self.owner_node(owner).eq_ignore_ascii_case(&node)
+        {
+            return Err(Collision::Name {
+                name: h.to_ascii_lowercase(),
+                owner: self.owner_node(owner).to_owned(),
+            });
+        }
+        for ip in &hello.addresses {
+            if let Some(&owner) = self.by_ip.get(ip)
+                && !self.owner_node(owner).eq_ignore_ascii_case(&node)
+            {
+                return Err(Collision::Address {
+                    addr: *ip,
+                    owner: self.owner_node(owner).to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers a session; returns its id and the sessions it displaced (an older session of
+    /// the same node, or a session of another node claiming this node's name as its hostname),
+    /// or the [`Collision`] that refuses it.
+    pub fn register(&mut self, hello: Hello, handle: S) -> Result<(SessionId, Vec<S>), Collision> {
+        self.check(&hello)?;
+        let node = hello.node.to_ascii_lowercase();
+        let hostname = hello
+            .hostname
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .filter(|h| *h != node);
         let id = self.next_id;
         self.next_id += 1;
-        let mut replaced = Vec::new();
-        if let Some(old) = self.by_name.get(&hello.node.to_ascii_lowercase()).copied()
+        let mut displaced = Vec::new();
+        // The node name's current holder: an older session of this node, or an impostor that
+        // claimed it as a hostname. Either way it goes, with everything it claimed.
+        if let Some(old) = self.by_name.get(&node).copied()
             && let Some(entry) = self.remove(old)
         {
-            replaced.push(entry);
+            displaced.push(entry);
         }
-        for name in std::iter::once(&hello.node).chain(hello.hostname.iter()) {
-            self.by_name.insert(name.to_ascii_lowercase(), id);
+        // Older sessions of the same node holding other keys (e.g. a hostname it no longer
+        // reports) are replaced too.
+        let same_node: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.hello.node.eq_ignore_ascii_case(&node))
+            .map(|(id, _)| *id)
+            .collect();
+        for old in same_node {
+            if let Some(entry) = self.remove(old) {
+                displaced.push(entry);
+            }
+        }
+        self.by_name.insert(node, id);
+        if let Some(h) = hostname {
+            self.by_name.insert(h, id);
         }
         for ip in &hello.addresses {
             self.by_ip.insert(*ip, id);
         }
         self.sessions.insert(id, Entry { hello, handle });
-        (id, replaced)
+        Ok((id, displaced))
     }
 
-    /// Removes a session (no-op if it was already replaced); returns its handle.
+    /// Removes a session (no-op if it was already replaced); returns its handle. Only the keys
+    /// that point at this session are removed.
     pub fn remove(&mut self, id: SessionId) -> Option<S> {
         let entry = self.sessions.remove(&id)?;
         self.by_name.retain(|_, v| *v != id);
@@ -318,7 +405,9 @@ mod tests {
     #[test]
     fn routes_by_name_hostname_and_every_ip() {
         let mut r = Registry::new();
-        let (a, _) = r.register(hello("edge-1", &["10.0.0.1", "fd00::1"]), "a");
+        let (a, _) = r
+            .register(hello("edge-1", &["10.0.0.1", "fd00::1"]), "a")
+            .unwrap();
         assert_eq!(r.lookup("edge-1"), Some((a, &"a")));
         assert_eq!(r.lookup("EDGE-1.lan"), Some((a, &"a")));
         assert_eq!(r.lookup("10.0.0.1"), Some((a, &"a")));
@@ -330,8 +419,8 @@ mod tests {
     #[test]
     fn newer_session_replaces_and_old_removal_is_harmless() {
         let mut r = Registry::new();
-        let (old, _) = r.register(hello("edge-1", &["10.0.0.1"]), "old");
-        let (new, replaced) = r.register(hello("edge-1", &["10.0.0.9"]), "new");
+        let (old, _) = r.register(hello("edge-1", &["10.0.0.1"]), "old").unwrap();
+        let (new, replaced) = r.register(hello("edge-1", &["10.0.0.9"]), "new").unwrap();
         assert_eq!(replaced, vec!["old"]);
         assert_eq!(r.len(), 1);
         assert_eq!(r.remove(old), None);
@@ -346,15 +435,58 @@ mod tests {
     }
 
     #[test]
-    fn address_moves_to_the_newest_claimant_and_survives_old_removal() {
+    fn another_nodes_names_and_addresses_are_refused_and_survive_the_impostor() {
         let mut r = Registry::new();
-        let (a, _) = r.register(hello("edge-1", &["10.0.0.1"]), "a");
-        let (b, _) = r.register(hello("edge-2", &["10.0.0.1"]), "b");
-        assert_eq!(r.lookup("10.0.0.1"), Some((b, &"b")));
+        let (b, _) = r
+            .register(hello("edge-2", &["10.0.0.2"]), "edge-2")
+            .unwrap();
+        // edge-1 claiming edge-2's address.
+        assert_eq!(
+            r.register(hello("edge-1", &["10.0.0.2"]), "impostor"),
+            Err(Collision::Address {
+                addr: "10.0.0.2".parse().unwrap(),
+                owner: "edge-2".into()
+            })
+        );
+        // edge-1 claiming edge-2's name as its hostname.
+        let mut h = hello("edge-1", &["10.0.0.1"]);
+        h.hostname = Some("edge-2".into());
+        assert!(matches!(
+            r.register(h.clone(), "impostor"),
+            Err(Collision::Name { .. })
+        ));
+        // ... and edge-2's hostname.
+        h.hostname = Some("edge-2.lan".into());
+        assert!(matches!(
+            r.register(h, "impostor"),
+            Err(Collision::Name { .. })
+        ));
+        // Refusals changed nothing; an honest edge-1 registers and leaves without harm.
+        let (a, _) = r
+            .register(hello("edge-1", &["10.0.0.1"]), "edge-1")
+            .unwrap();
+        assert_eq!(r.lookup("edge-2"), Some((b, &"edge-2")));
         r.remove(a);
-        assert_eq!(r.lookup("10.0.0.1"), Some((b, &"b")));
+        assert_eq!(r.lookup("edge-2"), Some((b, &"edge-2")));
+        assert_eq!(r.lookup("10.0.0.2"), Some((b, &"edge-2")));
+        assert_eq!(r.lookup("edge-2.lan"), Some((b, &"edge-2")));
         assert_eq!(r.nodes(), vec!["edge-2".to_string()]);
         assert_eq!(r.node_of(b), Some("edge-2"));
+    }
+
+    #[test]
+    fn a_node_evicts_an_impostor_that_claimed_its_name_first() {
+        let mut r = Registry::new();
+        let mut h = hello("edge-1", &["10.0.0.1"]);
+        h.hostname = Some("edge-2".into());
+        let (imp, _) = r.register(h, "impostor").unwrap();
+        let (b, displaced) = r
+            .register(hello("edge-2", &["10.0.0.2"]), "edge-2")
+            .unwrap();
+        assert_eq!(displaced, vec!["impostor"]);
+        assert_eq!(r.remove(imp), None);
+        assert_eq!(r.lookup("edge-2"), Some((b, &"edge-2")));
+        assert_eq!(r.lookup("10.0.0.1"), None);
     }
 
     #[test]

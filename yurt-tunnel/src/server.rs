@@ -16,6 +16,7 @@
 //! Every `serve_*` future owns the tasks it spawns: drop it (or abort its task) and its
 //! connections and streams end.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,7 +32,8 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, timeout};
 
 use crate::handshake::{Ack, Hello, read_hello, write_frame};
-use crate::metrics::{Metrics, reason};
+use crate::metrics::{Metrics, reason, refusal};
+use crate::nodes::NodeDirectory;
 use crate::routing::{DialGate, IdentityPolicy, Registry, SessionId, Target};
 use crate::session::{self, ClientSend, SessionConfig};
 use crate::splice::{Spawner, Tasks, splice};
@@ -57,6 +59,69 @@ pub struct ServerConfig {
     /// Deadline for a kubelet's response headers on the HTTP(S) front doors (bodies and
     /// upgraded streams may then last as long as they move bytes).
     pub response_header_timeout: Duration,
+    /// Where the server reads Node objects to verify what a hello claims (hostname and
+    /// addresses must be in the Node's `status.addresses`). `None`: claims are only checked for
+    /// collisions with other nodes' sessions.
+    pub nodes: Option<Arc<dyn NodeDirectory>>,
+    /// Which client identities the TLS front doors serve.
+    pub front_door: FrontDoorPolicy,
+    /// A dial on a session the agent has not answered on for this long also pings the agent
+    /// (default 1 s): a frozen agent then costs the caller one keepalive timeout and a clear
+    /// 503 instead of the whole dial timeout. `Duration::ZERO` pings on every dial.
+    pub dial_ping_after: Duration,
+}
+
+/// Which clients the TLS front doors (the CONNECT proxy over TLS, the 10263 HTTPS door) serve.
+/// Those doors hand their client a stream to any kubelet, and the 10263 door even presents
+/// the privileged kubelet client certificate on its behalf, so by default only the apiserver's
+/// identities are served, and node certificates (`system:node:*`) never are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrontDoorPolicy {
+    /// Serve clients whose certificate common name is one of these (never `system:node:*`).
+    Identities(Vec<String>),
+    /// Serve any client, with or without a certificate (explicit opt-out; for doors behind
+    /// another authenticating proxy).
+    Insecure,
+}
+
+/// The identities the front doors serve by default: kubeadm's kube-apiserver kubelet client
+/// certificate and the apiserver's own identity.
+pub const DEFAULT_FRONT_DOOR_IDENTITIES: [&str; 2] =
+    ["kube-apiserver-kubelet-client", "system:kube-apiserver"];
+
+impl Default for FrontDoorPolicy {
+    fn default() -> Self {
+        Self::Identities(
+            DEFAULT_FRONT_DOOR_IDENTITIES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        )
+    }
+}
+
+impl FrontDoorPolicy {
+    /// Checks a client's certificate common name; `Err((metrics reason, message))` refuses it.
+    pub fn check(&self, common_name: Option<&str>) -> Result<(), (&'static str, String)> {
+        let Self::Identities(allowed) = self else {
+            return Ok(());
+        };
+        match common_name {
+            None => Err((
+                refusal::NO_CERTIFICATE,
+                "a client certificate is required on this front door".into(),
+            )),
+            Some(cn) if cn.starts_with("system:node:") => Err((
+                refusal::NOT_ALLOWED,
+                format!("node certificates ({cn:?}) may not use the front door"),
+            )),
+            Some(cn) if allowed.iter().any(|a| a == cn) => Ok(()),
+            Some(cn) => Err((
+                refusal::NOT_ALLOWED,
+                format!("client certificate CN {cn:?} is not allowed on the front door"),
+            )),
+        }
+    }
 }
 
 /// How an HTTP front door forwards: the port assumed when `Host` has none, and whether it
@@ -98,6 +163,9 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(4 * 3600),
             session: SessionConfig::default(),
             response_header_timeout: Duration::from_secs(60),
+            nodes: None,
+            front_door: FrontDoorPolicy::default(),
+            dial_ping_after: Duration::from_secs(1),
         }
     }
 }
@@ -129,9 +197,12 @@ struct Handle {
     send: ClientSend,
     gate: DialGate,
     close: Arc<Notify>,
+    /// Milliseconds since [`Inner::epoch`] when the agent last answered on this session.
+    heard: Arc<AtomicU64>,
 }
 
 struct Inner {
+    epoch: Instant,
     config: ServerConfig,
     registry: Mutex<Registry<Handle>>,
     metrics: Metrics,
@@ -153,8 +224,12 @@ impl std::fmt::Debug for TunnelServer {
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
+/// A text response whose status line carries `msg` as its reason phrase too: kube-apiserver
+/// reports only the status line of a failed CONNECT (`code 503: 503 no tunnel for node edge-2`),
+/// so the reason has to be there to reach `kubectl`.
 fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
     let mut msg = msg.into();
+    let phrase = reason_phrase(status, &msg);
     msg.push('\n');
     let mut resp = Response::new(
         Full::new(Bytes::from(msg))
@@ -166,7 +241,34 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if status != StatusCode::OK
+        && let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(phrase.into_bytes())
+    {
+        resp.extensions_mut().insert(phrase);
+    }
     resp
+}
+
+/// The reason phrase for a failed request: the message, reduced to what a status line may carry
+/// (visible ASCII, spaces and tabs) and at most 200 bytes; the canonical phrase when nothing
+/// is left.
+pub fn reason_phrase(status: StatusCode, msg: &str) -> String {
+    let mut out: String = msg
+        .chars()
+        .map(|c| {
+            if c == ' ' || c == '\t' || c.is_ascii_graphic() {
+                c
+            } else {
+                ' '
+            }
+        })
+        .take(200)
+        .collect();
+    out = out.trim().to_string();
+    if out.is_empty() {
+        out = status.canonical_reason().unwrap_or("Error").to_string();
+    }
+    out
 }
 
 fn empty(status: StatusCode) -> Response<Body> {
@@ -186,6 +288,7 @@ impl TunnelServer {
         Self {
             inner: Arc::new(Inner {
                 config,
+                epoch: Instant::now(),
                 registry: Mutex::new(Registry::new()),
                 metrics,
             }),
@@ -238,25 +341,67 @@ impl TunnelServer {
         let accepted = match timeout(deadline, connecting).await {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => {
-                self.inner.metrics.rejected();
-                tracing::info!(error = %e, "agent transport handshake failed");
+                self.inner.metrics.rejected(refusal::TRANSPORT);
+                tracing::warn!(error = %e, "agent refused: transport handshake failed");
                 return;
             }
             Err(_) => {
-                self.inner.metrics.rejected();
-                tracing::info!("agent transport handshake timed out");
+                self.inner.metrics.rejected(refusal::TRANSPORT);
+                tracing::warn!("agent refused: transport handshake timed out");
                 return;
             }
         };
         let peer = accepted.peer;
         let mut io = accepted.io;
+        let cn = peer.common_name.as_deref();
         let hello = match timeout(deadline, read_hello(&mut io)).await {
             Ok(Ok(h)) => h,
-            Ok(Err(e)) => return self.refuse(io, peer.addr, e.to_string()).await,
-            Err(_) => return self.refuse(io, peer.addr, "hello timed out".into()).await,
+            Ok(Err(e)) => {
+                return self
+                    .refuse(io, &peer, None, refusal::HELLO, e.to_string())
+                    .await;
+            }
+            Err(_) => {
+                return self
+                    .refuse(io, &peer, None, refusal::HELLO, "hello timed out".into())
+                    .await;
+            }
         };
-        if let Err(why) = cfg.identity.check(peer.common_name.as_deref(), &hello.node) {
-            return self.refuse(io, peer.addr, why).await;
+        if let Err(why) = cfg.identity.check(cn, &hello.node) {
+            return self
+                .refuse(io, &peer, Some(&hello), refusal::IDENTITY, why)
+                .await;
+        }
+        if let Some(nodes) = &cfg.nodes {
+            match timeout(deadline, nodes.addresses(&hello.node)).await {
+                Ok(Ok(Some(addresses))) => {
+                    if let Err(why) = addresses.verify(&hello) {
+                        return self
+                            .refuse(io, &peer, Some(&hello), refusal::CLAIMS, why)
+                            .await;
+                    }
+                }
+                Ok(Ok(None)) => {
+                    let why = format!("there is no Node {:?}", hello.node);
+                    return self
+                        .refuse(io, &peer, Some(&hello), refusal::CLAIMS, why)
+                        .await;
+                }
+                Ok(Err(e)) => tracing::warn!(
+                    node = %hello.node, error = %e,
+                    "cannot read the Node; checking the hello's claims for collisions only"
+                ),
+                Err(_) => tracing::warn!(
+                    node = %hello.node,
+                    "reading the Node timed out; checking the hello's claims for collisions only"
+                ),
+            }
+        }
+        let collision = self.registry().check(&hello);
+        if let Err(c) = collision {
+            return self
+                .refuse(io, &peer, Some(&hello), refusal::COLLISION, c.to_string())
+                .await;
         }
         if timeout(deadline, write_frame(&mut io, &Ack::Accepted.encode()))
             .await
@@ -276,29 +421,47 @@ impl TunnelServer {
             send,
             gate: DialGate::new(cfg.max_pending_dials),
             close: close.clone(),
+            heard: Arc::new(AtomicU64::new(self.now_ms())),
         };
         let node = hello.node.clone();
+        // A rival registered between the check and now: refuse (the agent retries).
+        let id = match self.register(hello, handle) {
+            Ok(id) => id,
+            Err(c) => {
+                self.inner.metrics.rejected(refusal::COLLISION);
+                tracing::warn!(%node, addr = ?peer.addr, reason = %c, "agent registration refused");
+                return;
+            }
+        };
         // Unregisters however this task ends (including being aborted with its owner).
         let _registration = Registration {
             server: self.clone(),
-            id: self.register(hello, handle),
+            id,
         };
         tracing::info!(%node, addr = ?peer.addr, "agent registered");
         let why = tokio::select! {
             r = conn => match r { Ok(()) => "closed".to_string(), Err(e) => e.to_string() },
-            () = close.notified() => "replaced by a newer session".to_string(),
+            () = close.notified() => "closed by the server (replaced, evicted or unresponsive)".to_string(),
         };
         tracing::info!(%node, reason = %why, "agent session ended");
     }
 
-    fn register(&self, hello: Hello, handle: Handle) -> SessionId {
+    fn now_ms(&self) -> u64 {
+        self.inner.epoch.elapsed().as_millis() as u64
+    }
+
+    fn register(
+        &self,
+        hello: Hello,
+        handle: Handle,
+    ) -> Result<SessionId, crate::routing::Collision> {
         let mut reg = self.registry();
-        let (id, replaced) = reg.register(hello, handle);
+        let (id, replaced) = reg.register(hello, handle)?;
         for old in replaced {
             old.close.notify_one();
         }
         self.inner.metrics.set_sessions(reg.len());
-        id
+        Ok(id)
     }
 
     fn unregister(&self, id: SessionId) {
@@ -310,16 +473,50 @@ impl TunnelServer {
     async fn refuse(
         &self,
         mut io: crate::BoxedIo,
-        addr: Option<std::net::SocketAddr>,
+        peer: &crate::transport::PeerInfo,
+        hello: Option<&Hello>,
+        reason: &'static str,
         why: String,
     ) {
-        self.inner.metrics.rejected();
-        tracing::warn!(?addr, reason = %why, "agent registration refused");
+        self.inner.metrics.rejected(reason);
+        tracing::warn!(
+            addr = ?peer.addr,
+            cn = ?peer.common_name,
+            node = ?hello.map(|h| h.node.as_str()),
+            hostname = ?hello.and_then(|h| h.hostname.as_deref()),
+            addresses = ?hello.map(|h| &h.addresses),
+            reason,
+            why = %why,
+            "agent registration refused"
+        );
         let _ = timeout(
             Duration::from_secs(1),
             write_frame(&mut io, &Ack::Refused(why).encode()),
         )
         .await;
+    }
+
+    /// Asks the agent for an immediate answer (an `OPTIONS` request its session answers without
+    /// touching any target). `false` when none comes within the keepalive timeout.
+    async fn ping(&self, mut send: ClientSend, heard: &AtomicU64) -> bool {
+        let wait = self.inner.config.session.keepalive_timeout;
+        let answered = timeout(wait, async {
+            send.ready().await.ok()?;
+            let req = Request::builder()
+                .method(Method::OPTIONS)
+                .uri("http://yurt-tunnel.ping/")
+                .body(Empty::<Bytes>::new())
+                .ok()?;
+            send.send_request(req).await.ok()
+        })
+        .await;
+        match answered {
+            Ok(Some(_)) => {
+                heard.store(self.now_ms(), Ordering::Release);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Opens a stream to `authority` (`<node name | hostname | address>:<port>`) through the
@@ -360,8 +557,55 @@ impl TunnelServer {
                 ),
             )
         })?;
+        // A session the agent has been silent on for a while may be frozen: ping
+        // it alongside the dial, so a frozen agent costs a caller one ping timeout (not a dial
+        // timeout), and the session is dropped for the callers after it.
+        let silent_ms = self
+            .now_ms()
+            .saturating_sub(handle.heard.load(Ordering::Acquire));
+        let silent = silent_ms >= cfg.dial_ping_after.as_millis() as u64;
+        let ping_send = handle.send.clone();
+        let probe = async {
+            if !silent || self.ping(ping_send, &handle.heard).await {
+                std::future::pending::<()>().await;
+            }
+        };
+        let heard = handle.heard.clone();
+        let close = handle.close.clone();
+        let dialing = self.dial_session(&target, handle.send);
+        tokio::select! {
+            r = dialing => {
+                if r.is_ok() {
+                    heard.store(self.now_ms(), Ordering::Release);
+                }
+                r
+            }
+            () = probe => {
+                close.notify_one();
+                tracing::warn!(
+                    node = %target.host,
+                    "agent did not answer a ping within {:?}; dropping its session",
+                    cfg.session.keepalive_timeout
+                );
+                Err(DialError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    reason::UNRESPONSIVE,
+                    format!(
+                        "agent unresponsive: no tunnel for node {} (no answer to a ping within {:?})",
+                        target.host, cfg.session.keepalive_timeout
+                    ),
+                ))
+            }
+        }
+    }
+
+    async fn dial_session(
+        &self,
+        target: &Target,
+        mut send: ClientSend,
+    ) -> Result<TunnelStream, DialError> {
+        let cfg = &self.inner.config;
         let start = Instant::now();
-        let mut send = handle.send;
         let timed_out = || {
             DialError::new(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -375,9 +619,9 @@ impl TunnelServer {
         };
         let session_err = |e: hyper::Error| {
             DialError::new(
-                StatusCode::BAD_GATEWAY,
+                StatusCode::SERVICE_UNAVAILABLE,
                 reason::SESSION,
-                format!("tunnel to {} failed: {e}", target.host),
+                format!("no tunnel for node {}: session failed: {e}", target.host),
             )
         };
         let upgraded = timeout(cfg.dial_timeout, async {
@@ -656,25 +900,45 @@ impl TunnelServer {
                     let _ = s.set_nodelay(true);
                     (Box::new(s) as crate::BoxedIo, None)
                 }),
-                Listener::Tls(l, cfg) => l.accept().await.map(|(s, _)| {
+                Listener::Tls(l, cfg) => l.accept().await.map(|(s, addr)| {
                     let _ = s.set_nodelay(true);
-                    (Box::new(s) as crate::BoxedIo, Some(cfg.clone()))
+                    (Box::new(s) as crate::BoxedIo, Some((cfg.clone(), addr)))
                 }),
             };
             match accepted {
                 Ok((io, tls)) => {
                     let handler = handler.clone();
+                    let this = self.clone();
                     let spawner = tasks.spawner();
                     tasks.spawn(async move {
                         let io = match tls {
                             None => io,
-                            Some(cfg) => match timeout(
+                            Some((cfg, peer)) => match timeout(
                                 handshake,
                                 tokio_rustls::TlsAcceptor::from(cfg).accept(io),
                             )
                             .await
                             {
-                                Ok(Ok(tls)) => Box::new(tls) as crate::BoxedIo,
+                                Ok(Ok(tls)) => {
+                                    let cn = tls
+                                        .get_ref()
+                                        .1
+                                        .peer_certificates()
+                                        .and_then(|c| c.first())
+                                        .and_then(crate::tls::common_name);
+                                    if let Err((reason, why)) =
+                                        this.inner.config.front_door.check(cn.as_deref())
+                                    {
+                                        this.inner.metrics.front_door_refused(reason);
+                                        tracing::warn!(
+                                            addr = ?peer, cn = ?cn, reason, why = %why,
+                                            "front door client refused"
+                                        );
+                                        forbid(Box::new(tls), why).await;
+                                        return;
+                                    }
+                                    Box::new(tls) as crate::BoxedIo
+                                }
                                 Ok(Err(e)) => {
                                     tracing::debug!(error = %e, "front door TLS handshake failed");
                                     return;
@@ -693,6 +957,21 @@ impl TunnelServer {
             }
         }
     }
+}
+
+/// Answers every request of a refused front-door client with 403 and `why`, then closes.
+async fn forbid(io: crate::BoxedIo, why: String) {
+    let svc = service_fn(move |_req: Request<Incoming>| {
+        let why = why.clone();
+        async move { Ok::<_, std::convert::Infallible>(text(StatusCode::FORBIDDEN, why)) }
+    });
+    let mut b = http1();
+    b.keep_alive(false);
+    let _ = timeout(
+        Duration::from_secs(10),
+        b.serve_connection(TokioIo::new(io), svc),
+    )
+    .await;
 }
 
 struct Registration {

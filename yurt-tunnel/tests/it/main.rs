@@ -5,4 +5,6 @@ mod support;
 
 mod e2e;
 mod limits;
+mod operator;
 mod resilience;
+mod security;

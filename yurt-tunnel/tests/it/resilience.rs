@@ -8,6 +8,8 @@ use http_body_util::{BodyExt, Empty};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use yurt_testkit::chaos::ChaosLink;
 
+use yurt_tunnel::metrics::refusal;
+
 use crate::support::*;
 
 async fn echo_once(cloud: &Cloud, authority: &str) -> Result<(), (StatusCode, String)> {
@@ -245,13 +247,17 @@ async fn agents_must_present_their_node_identity() {
     );
     tokio::time::timeout(WAIT, async {
         loop {
-            let text = cloud.server.metrics().encode();
-            let rejected = text
-                .lines()
-                .find_map(|l| l.strip_prefix("yurt_tunnel_registrations_rejected_total "))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-            if rejected >= 4 {
+            // Each refusal is counted under its reason: the other node's certificate is an
+            // identity refusal, the other CA's fails the TLS handshake.
+            let m = cloud.server.metrics();
+            if m.registrations_rejected(refusal::IDENTITY) >= 2
+                && m.registrations_rejected(refusal::TRANSPORT) >= 2
+            {
+                let text = m.encode();
+                assert!(
+                    text.contains("yurt_tunnel_registrations_rejected_total{reason=\"identity\"}"),
+                    "{text}"
+                );
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -324,7 +330,7 @@ async fn tls_connect_door_requires_the_apiserver_client_certificate() {
     });
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     // With the apiserver's client certificate: CONNECT works.
-    let tls = tokio_rustls::TlsConnector::from(pki.client("kube-apiserver"))
+    let tls = tokio_rustls::TlsConnector::from(pki.client("kube-apiserver-kubelet-client"))
         .connect(name.clone(), tcp(addr).await)
         .await
         .unwrap();

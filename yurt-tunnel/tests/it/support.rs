@@ -418,6 +418,9 @@ enum Target {
     Echo,
     /// The stub kubelet over HTTPS.
     Kubelet,
+    /// The stub kubelet over HTTPS, requiring a client certificate from the test CA (as a
+    /// kubelet with `--client-ca-file` does).
+    KubeletMtls,
     /// The stub kubelet over plain HTTP.
     PlainKubelet,
 }
@@ -506,6 +509,11 @@ impl RigBuilder {
         self
     }
 
+    pub(crate) fn kubelet_mtls(mut self) -> Self {
+        self.targets.push(Target::KubeletMtls);
+        self
+    }
+
     pub(crate) fn plain_kubelet(mut self) -> Self {
         self.targets.push(Target::PlainKubelet);
         self
@@ -555,6 +563,9 @@ impl RigBuilder {
                 Target::Echo => echo_server().await,
                 Target::Kubelet => {
                     stub_kubelet(Some(pki.serving(&["127.0.0.1", "localhost", NODE], false))).await
+                }
+                Target::KubeletMtls => {
+                    stub_kubelet(Some(pki.serving(&["127.0.0.1", "localhost", NODE], true))).await
                 }
                 Target::PlainKubelet => stub_kubelet(None).await,
             };
@@ -633,7 +644,19 @@ pub(crate) async fn kubelet_client<I: AsyncRead + AsyncWrite + Send + Unpin + 's
     pki: &Pki,
     io: I,
 ) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
-    let cfg = tls::client_config(&pki.ca_der, None).unwrap();
+    kubelet_client_as(pki, io, None).await
+}
+
+/// Like [`kubelet_client`], presenting a client certificate for `cn` when given.
+pub(crate) async fn kubelet_client_as<I: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
+    pki: &Pki,
+    io: I,
+    cn: Option<&str>,
+) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let cfg = match cn {
+        Some(cn) => pki.client(cn),
+        None => tls::client_config(&pki.ca_der, None).unwrap(),
+    };
     let name = rustls::pki_types::ServerName::try_from(NODE).unwrap();
     let tls = tokio_rustls::TlsConnector::from(cfg)
         .connect(name, io)
