@@ -8,30 +8,60 @@
 //!
 //! ```text
 //! cargo run --example raven -- server --server-cert tls.crt --server-key tls.key --ca-file ca.crt \
-//!     --proxy-client-cert proxy-client.crt --proxy-client-key proxy-client.key
+//!     --proxy-client-cert proxy-client.crt --proxy-client-key proxy-client.key \
+//!     --front-door-client-ca-file apiserver-kubelet-client-ca.crt
 //! cargo run --example raven -- agent --node-name edge-1 --node-ip 10.0.0.7 \
 //!     --tunnelserver-addr 203.0.113.10:10262 --cert node.crt --key node.key --ca-file ca.crt
 //! ```
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use yurt::tunnel::{
-    Agent, AgentConfig, HttpDoor, IdentityPolicy, Listener, ServerConfig, SessionConfig,
-    TlsAcceptor, TlsTransport, TunnelError, TunnelServer, tls,
+    Agent, AgentConfig, DEFAULT_FRONT_DOOR_IDENTITIES, FrontDoorPolicy, HttpDoor, IdentityPolicy,
+    Listener, NodeAddresses, NodeDirectory, ServerConfig, SessionConfig, TlsAcceptor, TlsTransport,
+    TunnelError, TunnelServer, tls,
 };
 
 #[path = "support/flags.rs"]
 mod flags;
 use flags::duration;
 
+/// Top-level help: what raven is, what it talks to, its ports.
+const ABOUT: &str = "raven: cloud-to-edge reverse tunnel (OpenYurt Raven L7 proxy equivalent). \
+Edge agents dial out through NAT to the cloud servers; the servers carry kube-apiserver's \
+connections to kubelets (logs, exec, attach, port-forward, node proxy, metrics) back through them.";
+
+const LONG_ABOUT: &str = "raven: cloud-to-edge reverse tunnel (OpenYurt Raven L7 proxy equivalent).
+
+Edge nodes sit behind NAT, so kube-apiserver cannot reach their kubelets. `raven agent` runs on \
+each edge node and dials out (mutual TLS) to every `raven server`; the servers carry \
+kube-apiserver's connections to kubelets (kubectl logs/exec/attach/port-forward, node proxy, \
+metrics scrapes) back through those sessions.
+
+Talks to:
+  server: kube-apiserver (its egress selector dials in; the server reads Node objects to verify \
+agents), edge agents (dial in), kubelets (through the agents)
+  agent:  the tunnel servers (dials out), the node's kubelet and allowlisted local targets
+
+Ports (server):
+  10262  agents (mutual TLS; certificate CN system:node:<node>)
+  10263  HTTPS front door (routes by Host: <node>:<port>; needs an apiserver client certificate)
+  10264  HTTP front door (kubelet read-only port 10255)
+  10265  /metrics and /healthz
+  unix   /var/lib/raven/interceptor-proxier.sock: egress-selector HTTP CONNECT proxy
+Ports (agent):
+  10266  /metrics and /healthz (127.0.0.1)";
+
 /// Cloud-to-edge reverse tunnel (Raven L7 equivalent).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about = ABOUT, long_about = LONG_ABOUT)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,115 +69,256 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the cloud tunnel server.
+    /// Run the cloud tunnel server (agents on 10262, front doors 10263/10264 and a Unix socket
+    /// for kube-apiserver, metrics on 10265).
     Server(ServerArgs),
-    /// Run the edge tunnel agent.
+    /// Run the edge tunnel agent (dials every server; serves the node's kubelet through them).
     Agent(AgentArgs),
 }
 
 #[derive(Debug, Args)]
 struct ServerArgs {
     /// Where agents connect (Raven `tunnel-bind-addr` / proxy external port).
-    #[arg(long, default_value = "0.0.0.0:10262")]
+    #[arg(long, default_value = "0.0.0.0:10262", help_heading = "Listeners")]
     tunnel_bind_addr: SocketAddr,
     /// HTTPS front door routing `Host: <node>:<port>` (Raven `proxy-internal-secure-addr`).
-    #[arg(long, default_value = "0.0.0.0:10263")]
+    #[arg(long, default_value = "0.0.0.0:10263", help_heading = "Listeners")]
     proxy_internal_secure_addr: SocketAddr,
     /// HTTP front door (Raven `proxy-internal-insecure-addr`).
-    #[arg(long, default_value = "0.0.0.0:10264")]
+    #[arg(long, default_value = "0.0.0.0:10264", help_heading = "Listeners")]
     proxy_internal_insecure_addr: SocketAddr,
-    /// Egress-selector CONNECT proxy on a Unix socket (the selector's `uds` transport).
-    #[arg(long, default_value = "/var/lib/raven/interceptor-proxier.sock")]
+    /// Egress-selector CONNECT proxy on a Unix socket (the selector's `uds` transport). Anyone
+    /// who can open it reaches every kubelet: keep its directory root-only.
+    #[arg(
+        long,
+        default_value = "/var/lib/raven/interceptor-proxier.sock",
+        help_heading = "Listeners"
+    )]
     interceptor_server_uds_file: PathBuf,
     /// Also serve the CONNECT proxy over TLS here (the selector's `tcp` transport).
-    #[arg(long)]
+    #[arg(long, help_heading = "Listeners")]
     egress_selector_tls_addr: Option<SocketAddr>,
     /// `/metrics` and `/healthz` (Raven `metric-bind-addr`).
-    #[arg(long, default_value = "0.0.0.0:10265")]
+    #[arg(long, default_value = "0.0.0.0:10265", help_heading = "Listeners")]
     metric_bind_addr: SocketAddr,
+
     /// Server certificate (PEM) presented to agents and on the TLS front doors.
-    #[arg(long)]
+    #[arg(long, help_heading = "Certificates")]
     server_cert: PathBuf,
     /// Server private key (PEM).
-    #[arg(long)]
+    #[arg(long, help_heading = "Certificates")]
     server_key: PathBuf,
     /// CA that signs agent certificates.
-    #[arg(long)]
+    #[arg(long, help_heading = "Certificates")]
     ca_file: PathBuf,
-    /// CA whose client certificates the TLS front doors require (the apiserver's
-    /// kubelet-client CA). Without it the TLS front doors accept any TLS client.
-    #[arg(long)]
-    front_door_client_ca_file: Option<PathBuf>,
     /// Client certificate the 10263 door presents to kubelets (Raven `tunnel-proxy-client`).
-    #[arg(long, requires = "proxy_client_key")]
+    #[arg(long, requires = "proxy_client_key", help_heading = "Certificates")]
     proxy_client_cert: Option<PathBuf>,
     /// Its private key.
-    #[arg(long, requires = "proxy_client_cert")]
+    #[arg(long, requires = "proxy_client_cert", help_heading = "Certificates")]
     proxy_client_key: Option<PathBuf>,
     /// CA that signs kubelet serving certificates (defaults to --ca-file).
-    #[arg(long)]
+    #[arg(long, help_heading = "Certificates")]
     kubelet_ca_file: Option<PathBuf>,
+
+    /// CA whose client certificates the TLS front doors (10263, --egress-selector-tls-addr)
+    /// verify: the CA of the apiserver's kubelet client certificate. Required unless
+    /// --front-door-insecure.
+    #[arg(
+        long,
+        required_unless_present = "front_door_insecure",
+        help_heading = "Front doors"
+    )]
+    front_door_client_ca_file: Option<PathBuf>,
+    /// Client certificate common names the TLS front doors serve (repeat or comma separate).
+    /// Node certificates (`system:node:*`) are never served.
+    #[arg(
+        long = "front-door-allowed-identity",
+        value_delimiter = ',',
+        default_values = DEFAULT_FRONT_DOOR_IDENTITIES,
+        help_heading = "Front doors"
+    )]
+    front_door_allowed_identities: Vec<String>,
+    /// Serve the TLS front doors to any client, certificate or not. Whoever reaches them then
+    /// reaches every kubelet with the proxy's kubelet client identity: only behind another
+    /// authenticating proxy.
+    #[arg(long, help_heading = "Front doors")]
+    front_door_insecure: bool,
+
     /// Agent certificate CN pattern; `{node}` is the registering node's name.
-    #[arg(long, default_value = "system:node:{node}")]
+    #[arg(long, default_value = "system:node:{node}", help_heading = "Agents")]
     agent_identity_pattern: String,
-    /// Deadline of one dial through a tunnel.
-    #[arg(long, default_value = "10s", value_parser = duration)]
+    /// kubeconfig to read Node objects with (default: in-cluster config or $KUBECONFIG). An
+    /// agent's hello may then claim only the hostname and addresses its Node lists in
+    /// `status.addresses`; without a readable Node, claims are only checked against other
+    /// nodes' sessions.
+    #[arg(long, help_heading = "Agents")]
+    kubeconfig: Option<PathBuf>,
+    /// Do not read Node objects (claims are then only checked for collisions).
+    #[arg(long, help_heading = "Agents")]
+    no_node_verification: bool,
+
+    /// Deadline of one dial through a tunnel (504 after it).
+    #[arg(long, default_value = "10s", value_parser = duration, help_heading = "Dials")]
     dial_timeout: Duration,
     /// Dials in flight per agent before new ones get 503.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, help_heading = "Dials")]
     max_pending_dials: usize,
-    /// HTTP/2 keepalive PING interval.
-    #[arg(long, default_value = "10s", value_parser = duration)]
+    /// A dial on a session the agent has not answered on for this long also pings the agent,
+    /// so a frozen agent costs the caller one --keepalive-timeout and a 503 instead of the
+    /// whole --dial-timeout. Lower: more pings on busy servers; 0s pings on every dial.
+    #[arg(long, default_value = "1s", value_parser = duration, help_heading = "Dials")]
+    dial_ping_after: Duration,
+
+    #[command(flatten)]
+    keepalive: KeepaliveArgs,
+}
+
+/// HTTP/2 keepalive of the sessions (both roles).
+#[derive(Debug, Args)]
+struct KeepaliveArgs {
+    /// PING the peer after this long without a frame from it. A frozen peer is found at most
+    /// interval + timeout after its last frame (3 s by default). Lower: found sooner, more
+    /// idle traffic (a 17-byte frame each way per interval per session).
+    #[arg(long, default_value = "1s", value_parser = duration, help_heading = "Keepalive")]
     keepalive_interval: Duration,
-    /// An unanswered PING this long ends the session.
-    #[arg(long, default_value = "5s", value_parser = duration)]
+    /// An unanswered PING this long ends the session. Lower: frozen peers found sooner, but
+    /// sessions on congested or high-latency links (satellite, cellular) may be dropped.
+    #[arg(long, default_value = "2s", value_parser = duration, help_heading = "Keepalive")]
     keepalive_timeout: Duration,
+}
+
+impl KeepaliveArgs {
+    fn session(&self) -> SessionConfig {
+        SessionConfig {
+            keepalive_interval: self.keepalive_interval,
+            keepalive_timeout: self.keepalive_timeout,
+            ..SessionConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 struct AgentArgs {
     /// This node's name (the certificate CN must match the server's pattern).
-    #[arg(long, env = "NODE_NAME")]
+    #[arg(long, env = "NODE_NAME", help_heading = "Node")]
     node_name: String,
-    /// This node's addresses (repeat; the first is where node-name targets go).
+    /// This node's addresses (repeat; the first is where node-name targets go). Must be in the
+    /// Node's `status.addresses` when the server verifies claims.
     #[arg(
         long = "node-ip",
         env = "NODE_IP",
         value_delimiter = ',',
-        required = true
+        required = true,
+        help_heading = "Node"
     )]
     node_ips: Vec<IpAddr>,
     /// The node's Hostname address, if it differs from the node name.
-    #[arg(long)]
+    #[arg(long, help_heading = "Node")]
     hostname: Option<String>,
     /// Tunnel servers to connect to, `host:port` (repeat for HA; the agent holds a session
     /// to each).
-    #[arg(long = "tunnelserver-addr", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "tunnelserver-addr",
+        value_delimiter = ',',
+        required = true,
+        help_heading = "Servers"
+    )]
     tunnelserver_addrs: Vec<String>,
     /// TLS name to verify the servers' certificate against (default: each address's host).
-    #[arg(long)]
+    #[arg(long, help_heading = "Servers")]
     server_name: Option<String>,
     /// Agent client certificate (PEM, CN `system:node:<node>`).
-    #[arg(long)]
+    #[arg(long, help_heading = "Certificates")]
     cert: PathBuf,
     /// Its private key.
-    #[arg(long)]
+    #[arg(long, help_heading = "Certificates")]
     key: PathBuf,
     /// CA that signs the server certificate.
-    #[arg(long)]
+    #[arg(long, help_heading = "Certificates")]
     ca_file: PathBuf,
     /// Ports allowed on the node's addresses.
-    #[arg(long = "allowed-port", value_delimiter = ',', default_values_t = [10250u16, 10255])]
+    #[arg(long = "allowed-port", value_delimiter = ',', default_values_t = [10250u16, 10255], help_heading = "Targets")]
     allowed_ports: Vec<u16>,
     /// Extra exact targets allowed (`ip:port`, repeatable).
-    #[arg(long = "allowed-target", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-target",
+        value_delimiter = ',',
+        help_heading = "Targets"
+    )]
     allowed_targets: Vec<SocketAddr>,
-    /// `/metrics` and `/healthz`.
-    #[arg(long, default_value = "127.0.0.1:10266")]
-    metric_bind_addr: SocketAddr,
     /// Deadline to dial a local target.
-    #[arg(long, default_value = "10s", value_parser = duration)]
+    #[arg(long, default_value = "10s", value_parser = duration, help_heading = "Targets")]
     dial_timeout: Duration,
+    /// `/metrics` and `/healthz`.
+    #[arg(long, default_value = "127.0.0.1:10266", help_heading = "Listeners")]
+    metric_bind_addr: SocketAddr,
+
+    #[command(flatten)]
+    keepalive: KeepaliveArgs,
+}
+
+/// Reads Node objects with a Kubernetes client.
+struct KubeNodes(kube::Client);
+
+impl std::fmt::Debug for KubeNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KubeNodes")
+    }
+}
+
+// The trait is declared with `async_trait`; this is its expansion, written out.
+impl NodeDirectory for KubeNodes {
+    fn addresses<'a, 'b, 'f>(
+        &'a self,
+        node: &'b str,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<NodeAddresses>, String>> + Send + 'f>>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        Box::pin(async move {
+            let req = http::Request::get(format!("/api/v1/nodes/{node}"))
+                .body(Vec::new())
+                .map_err(|e| e.to_string())?;
+            match self.0.request::<serde_json::Value>(req).await {
+                Ok(v) => Ok(Some(NodeAddresses::from_node_json(&v))),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+}
+
+async fn node_directory(a: &ServerArgs) -> Option<Arc<dyn NodeDirectory>> {
+    if a.no_node_verification {
+        eprintln!(
+            "raven: warning: --no-node-verification: agents' hostname and address claims are only checked for collisions"
+        );
+        return None;
+    }
+    let config = match &a.kubeconfig {
+        Some(path) => {
+            let options = kube::config::KubeConfigOptions::default();
+            match kube::config::Kubeconfig::read_from(path) {
+                Ok(k) => kube::Config::from_custom_kubeconfig(k, &options)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        None => kube::Config::infer().await.map_err(|e| e.to_string()),
+    };
+    match config.and_then(|c| kube::Client::try_from(c).map_err(|e| e.to_string())) {
+        Ok(client) => Some(Arc::new(KubeNodes(client))),
+        Err(e) => {
+            eprintln!(
+                "raven: warning: no Kubernetes client ({e}): agents' hostname and address claims are only checked for collisions"
+            );
+            None
+        }
+    }
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, TunnelError> {
@@ -160,9 +331,28 @@ async fn server(a: ServerArgs) -> Result<(), TunnelError> {
     let chain = tls::load_certs(&a.server_cert)?;
     let key = tls::load_key(&a.server_key)?;
     let ca = tls::load_certs(&a.ca_file)?;
+    let front_door = if a.front_door_insecure {
+        eprintln!(
+            "raven: warning: --front-door-insecure: the TLS front doors serve any client, with or \
+             without a certificate, and hand it every kubelet"
+        );
+        FrontDoorPolicy::Insecure
+    } else {
+        if let Some(node) = a
+            .front_door_allowed_identities
+            .iter()
+            .find(|i| i.starts_with("system:node:"))
+        {
+            return Err(TunnelError::Config(format!(
+                "--front-door-allowed-identity {node}: node certificates may not use the front doors"
+            )));
+        }
+        FrontDoorPolicy::Identities(a.front_door_allowed_identities.clone())
+    };
     let front_ca = a
         .front_door_client_ca_file
         .as_deref()
+        .filter(|_| !a.front_door_insecure)
         .map(tls::load_certs)
         .transpose()?;
     let kubelet_ca = match &a.kubelet_ca_file {
@@ -178,14 +368,13 @@ async fn server(a: ServerArgs) -> Result<(), TunnelError> {
     let kubelet_tls = tls::client_config(&kubelet_ca, proxy_client)?;
 
     let config = ServerConfig {
-        identity: IdentityPolicy::pattern(a.agent_identity_pattern),
+        identity: IdentityPolicy::pattern(a.agent_identity_pattern.clone()),
         dial_timeout: a.dial_timeout,
         max_pending_dials: a.max_pending_dials,
-        session: SessionConfig {
-            keepalive_interval: a.keepalive_interval,
-            keepalive_timeout: a.keepalive_timeout,
-            ..SessionConfig::default()
-        },
+        session: a.keepalive.session(),
+        nodes: node_directory(&a).await,
+        front_door,
+        dial_ping_after: a.dial_ping_after,
         ..ServerConfig::default()
     };
     let srv = TunnelServer::new(config);
@@ -204,14 +393,32 @@ async fn server(a: ServerArgs) -> Result<(), TunnelError> {
         Some(addr) => Some(bind(addr, "egress selector TLS").await?),
         None => None,
     };
+    let clients = if a.front_door_insecure {
+        "any client".to_string()
+    } else {
+        a.front_door_allowed_identities.join(", ")
+    };
+    eprintln!("raven server: listening");
     eprintln!(
-        "raven server: agents on {}, CONNECT on {}, doors {} / {}, metrics {}",
-        a.tunnel_bind_addr,
-        a.interceptor_server_uds_file.display(),
-        a.proxy_internal_secure_addr,
-        a.proxy_internal_insecure_addr,
-        a.metric_bind_addr
+        "  {}  agents (mutual TLS, CN {})",
+        a.tunnel_bind_addr, a.agent_identity_pattern
     );
+    eprintln!(
+        "  {}  egress-selector CONNECT proxy (Unix socket)",
+        a.interceptor_server_uds_file.display()
+    );
+    if let Some(addr) = a.egress_selector_tls_addr {
+        eprintln!("  {addr}  egress-selector CONNECT proxy (TLS; serves {clients})");
+    }
+    eprintln!(
+        "  {}  HTTPS front door to kubelets (serves {clients})",
+        a.proxy_internal_secure_addr
+    );
+    eprintln!(
+        "  {}  HTTP front door to kubelet read-only ports",
+        a.proxy_internal_insecure_addr
+    );
+    eprintln!("  {}  /metrics and /healthz", a.metric_bind_addr);
     let connect_tls_fut = async {
         match connect_tls {
             Some(l) => srv.serve_connect(Listener::Tls(l, door_tls.clone())).await,
@@ -240,14 +447,24 @@ async fn agent(a: AgentArgs) -> Result<(), TunnelError> {
     if let Some(name) = &a.server_name {
         transport = transport.with_server_name(name)?;
     }
-    let mut config = AgentConfig::new(a.node_name, a.node_ips, a.tunnelserver_addrs);
+    let mut config = AgentConfig::new(
+        a.node_name.clone(),
+        a.node_ips,
+        a.tunnelserver_addrs.clone(),
+    );
     config.hostname = a.hostname;
     config.node_ports = a.allowed_ports;
     config.extra_targets = a.allowed_targets;
     config.dial_timeout = a.dial_timeout;
+    config.session = a.keepalive.session();
     let agent = Agent::new(config, Arc::new(transport))?;
     let admin = bind(a.metric_bind_addr, "metrics").await?;
-    eprintln!("raven agent: {agent:?}");
+    eprintln!(
+        "raven agent {}: dialing {}",
+        a.node_name,
+        a.tunnelserver_addrs.join(", ")
+    );
+    eprintln!("  {}  /metrics and /healthz", a.metric_bind_addr);
     tokio::select! {
         () = agent.run() => Ok(()),
         r = yurt::tunnel::server::serve_admin(admin, agent.metrics().clone()) => r,
@@ -257,6 +474,15 @@ async fn agent(a: AgentArgs) -> Result<(), TunnelError> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs (refused agents and clients with their reasons, sessions) go to stderr; RUST_LOG
+    // overrides the level.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Server(a) => server(a).await,
         Command::Agent(a) => agent(a).await,

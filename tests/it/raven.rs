@@ -1,0 +1,280 @@
+//! The `raven` tunnel daemon as a process: `--help` says what it is and where it listens, the
+//! TLS front doors cannot be left open by accident, and refused agents are logged with their
+//! reason and counted on `/metrics`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use yurt::tunnel::{Agent, AgentConfig, TlsTransport, tls};
+use yurt_testkit::pki::TestCa;
+
+/// Bound of every wait on the child process.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `target/<profile>/examples/raven`, next to this test binary's `deps/` directory.
+fn raven() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let path = dir.join("examples").join("raven");
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests with `cargo test` (which builds examples)",
+        path.display()
+    );
+    path
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(raven())
+        .args(args)
+        .env_remove("NODE_NAME")
+        .output()
+        .expect("run raven")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn help_opens_with_what_raven_is_and_its_ports() {
+    let out = run(&["--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = stdout(&out);
+    assert!(
+        help.starts_with("raven: cloud-to-edge reverse tunnel"),
+        "{help}"
+    );
+    for needle in [
+        "Talks to:",
+        "10262",
+        "10263",
+        "10264",
+        "10265",
+        "10266",
+        "interceptor-proxier.sock",
+    ] {
+        assert!(help.contains(needle), "missing {needle} in\n{help}");
+    }
+    let out = run(&["server", "--help"]);
+    let help = stdout(&out);
+    for heading in [
+        "Listeners:",
+        "Certificates:",
+        "Front doors:",
+        "Agents:",
+        "Dials:",
+        "Keepalive:",
+    ] {
+        assert!(help.contains(heading), "missing {heading} in\n{help}");
+    }
+    // The keepalive flags say what they trade.
+    assert!(help.contains("found sooner"), "{help}");
+}
+
+/// Certificates for a server on 127.0.0.1, written to `dir`.
+struct Files {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn write_pki(ca: &TestCa, dir: &Path) -> Files {
+    let server = ca.issue_server_cert(&["127.0.0.1", "localhost"]).unwrap();
+    let files = Files {
+        ca: dir.join("ca.crt"),
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    };
+    std::fs::write(&files.ca, ca.ca_pem()).unwrap();
+    std::fs::write(&files.cert, &server.cert_pem).unwrap();
+    std::fs::write(&files.key, &server.key_pem).unwrap();
+    files
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn the_tls_front_doors_need_a_client_ca_or_an_explicit_opt_out() {
+    let ca = TestCa::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_pki(&ca, dir.path());
+    let base = [
+        "server",
+        "--server-cert",
+        s(&f.cert),
+        "--server-key",
+        s(&f.key),
+        "--ca-file",
+        s(&f.ca),
+    ];
+    let out = run(&base);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--front-door-client-ca-file"),
+        "{}",
+        stderr(&out)
+    );
+    let mut args = base.to_vec();
+    args.extend([
+        "--front-door-client-ca-file",
+        s(&f.ca),
+        "--front-door-allowed-identity",
+        "system:node:edge-1",
+    ]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("node certificates may not use the front doors"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A free loopback port (bound and released; the daemon binds it right after).
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Kills the daemon when the test ends, however it ends.
+struct Daemon {
+    child: Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// Waits for a stderr line containing every needle; returns it.
+    async fn line_with(&mut self, needles: &[&str]) -> String {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let line = self.lines.recv().await.expect("raven exited");
+                if needles.iter().all(|n| line.contains(n)) {
+                    return line;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no line with {needles:?}"))
+    }
+}
+
+async fn get_metrics(addr: SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: raven\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_agents_are_logged_with_the_reason_and_counted() {
+    let ca = TestCa::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_pki(&ca, dir.path());
+    let (agents, secure, insecure, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let sock = dir.path().join("proxier.sock");
+    let mut child = Command::new(raven())
+        .args([
+            "server",
+            "--tunnel-bind-addr",
+            &agents.to_string(),
+            "--proxy-internal-secure-addr",
+            &secure.to_string(),
+            "--proxy-internal-insecure-addr",
+            &insecure.to_string(),
+            "--metric-bind-addr",
+            &metrics.to_string(),
+            "--interceptor-server-uds-file",
+            s(&sock),
+            "--server-cert",
+            s(&f.cert),
+            "--server-key",
+            s(&f.key),
+            "--ca-file",
+            s(&f.ca),
+            "--front-door-client-ca-file",
+            s(&f.ca),
+            "--no-node-verification",
+        ])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start raven");
+    let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+    let pipe = child.stderr.take().unwrap();
+    // Owned by the pipe: ends when the daemon does.
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut daemon = Daemon { child, lines };
+    // One line per listener.
+    daemon.line_with(&[&agents.to_string(), "agents"]).await;
+    daemon.line_with(&["proxier.sock", "CONNECT"]).await;
+    daemon
+        .line_with(&[&secure.to_string(), "HTTPS front door"])
+        .await;
+    daemon
+        .line_with(&[&insecure.to_string(), "HTTP front door"])
+        .await;
+    daemon.line_with(&[&metrics.to_string(), "/metrics"]).await;
+
+    // edge-2's certificate registering edge-1.
+    let cert = ca
+        .issue_client_cert("system:node:edge-2", &["system:nodes"])
+        .unwrap();
+    let client = tls::client_config(
+        &[ca.ca_der()],
+        Some((vec![cert.cert_der().unwrap()], cert.key_der().unwrap())),
+    )
+    .unwrap();
+    let config = AgentConfig::new(
+        "edge-1",
+        vec!["127.0.0.1".parse().unwrap()],
+        vec![agents.to_string()],
+    );
+    let agent = Agent::new(config, Arc::new(TlsTransport::new(client))).unwrap();
+    let run = tokio::spawn(async move { agent.run().await });
+    let line = daemon
+        .line_with(&["agent registration refused", "identity"])
+        .await;
+    assert!(line.contains("system:node:edge-2"), "{line}");
+    run.abort();
+    let text = get_metrics(metrics).await;
+    assert!(
+        text.contains("yurt_tunnel_registrations_rejected_total{reason=\"identity\"}"),
+        "{text}"
+    );
+}
