@@ -164,10 +164,11 @@ struct ServerArgs {
     /// Dials in flight per agent before new ones get 503.
     #[arg(long, default_value_t = 64, help_heading = "Dials")]
     max_pending_dials: usize,
-    /// A dial on a session the agent has not answered on for this long also pings the agent,
-    /// so a frozen agent costs the caller one --keepalive-timeout and a 503 instead of the
-    /// whole --dial-timeout. Lower: more pings on busy servers; 0s pings on every dial.
-    #[arg(long, default_value = "1s", value_parser = duration, help_heading = "Dials")]
+    /// When the agent has not answered anything on its session for this long (counting a
+    /// pending dial's wait), the dial also pings it, so a frozen agent costs the caller at most
+    /// this plus --keepalive-timeout and a 503, instead of the whole --dial-timeout. Lower:
+    /// frozen agents answered sooner, more pings on quiet sessions; 0s pings on every dial.
+    #[arg(long, default_value = "500ms", value_parser = duration, help_heading = "Dials")]
     dial_ping_after: Duration,
 
     #[command(flatten)]

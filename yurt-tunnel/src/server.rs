@@ -65,9 +65,10 @@ pub struct ServerConfig {
     pub nodes: Option<Arc<dyn NodeDirectory>>,
     /// Which client identities the TLS front doors serve.
     pub front_door: FrontDoorPolicy,
-    /// A dial on a session the agent has not answered on for this long also pings the agent
-    /// (default 1 s): a frozen agent then costs the caller one keepalive timeout and a clear
-    /// 503 instead of the whole dial timeout. `Duration::ZERO` pings on every dial.
+    /// When the agent has not answered anything on a session for this long (counting a pending
+    /// dial's wait), the dial also pings it (default 500 ms): a frozen agent then costs the
+    /// caller at most this plus one keepalive timeout and a clear 503, instead of the whole
+    /// dial timeout. `Duration::ZERO` pings on every dial.
     pub dial_ping_after: Duration,
 }
 
@@ -165,7 +166,7 @@ impl Default for ServerConfig {
             response_header_timeout: Duration::from_secs(60),
             nodes: None,
             front_door: FrontDoorPolicy::default(),
-            dial_ping_after: Duration::from_secs(1),
+            dial_ping_after: Duration::from_millis(500),
         }
     }
 }
@@ -229,7 +230,7 @@ type Body = BoxBody<Bytes, hyper::Error>;
 /// so the reason has to be there to reach `kubectl`.
 fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
     let mut msg = msg.into();
-    let phrase = reason_phrase(status, &msg);
+    let phrase = reason_phrase(&msg);
     msg.push('\n');
     let mut resp = Response::new(
         Full::new(Bytes::from(msg))
@@ -242,6 +243,7 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     if status != StatusCode::OK
+        && let Some(phrase) = phrase
         && let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(phrase.into_bytes())
     {
         resp.extensions_mut().insert(phrase);
@@ -250,10 +252,9 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
 }
 
 /// The reason phrase for a failed request: the message, reduced to what a status line may carry
-/// (visible ASCII, spaces and tabs) and at most 200 bytes; the canonical phrase when nothing
-/// is left.
-pub fn reason_phrase(status: StatusCode, msg: &str) -> String {
-    let mut out: String = msg
+/// (visible ASCII, spaces and tabs, at most 200 bytes); `None` when nothing is left.
+pub fn reason_phrase(msg: &str) -> Option<String> {
+    let out: String = msg
         .chars()
         .map(|c| {
             if c == ' ' || c == '\t' || c.is_ascii_graphic() {
@@ -264,11 +265,8 @@ pub fn reason_phrase(status: StatusCode, msg: &str) -> String {
         })
         .take(200)
         .collect();
-    out = out.trim().to_string();
-    if out.is_empty() {
-        out = status.canonical_reason().unwrap_or("Error").to_string();
-    }
-    out
+    let out = out.trim();
+    (!out.is_empty()).then(|| out.to_string())
 }
 
 fn empty(status: StatusCode) -> Response<Body> {
@@ -557,16 +555,20 @@ impl TunnelServer {
                 ),
             )
         })?;
-        // A session the agent has been silent on for a while may be frozen: ping
-        // it alongside the dial, so a frozen agent costs a caller one ping timeout (not a dial
-        // timeout), and the session is dropped for the callers after it.
-        let silent_ms = self
-            .now_ms()
-            .saturating_sub(handle.heard.load(Ordering::Acquire));
-        let silent = silent_ms >= cfg.dial_ping_after.as_millis() as u64;
+        // The agent may be frozen. Once it has not answered anything on this session for
+        // `dial_ping_after` (counting this dial's wait), ping it alongside the dial: a frozen
+        // agent then costs the caller one keepalive timeout (not the dial timeout), and its
+        // session is dropped for the callers after it. A live agent answers the ping at once
+        // and the dial goes on.
+        let silent = Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(handle.heard.load(Ordering::Acquire)),
+        );
+        let ping_in = cfg.dial_ping_after.saturating_sub(silent);
         let ping_send = handle.send.clone();
         let probe = async {
-            if !silent || self.ping(ping_send, &handle.heard).await {
+            tokio::time::sleep(ping_in).await;
+            if self.ping(ping_send, &handle.heard).await {
                 std::future::pending::<()>().await;
             }
         };
