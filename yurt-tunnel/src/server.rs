@@ -3,10 +3,18 @@
 //!
 //! * [`TunnelServer::serve_agents`]: the agent port (10262). Each accepted stream is secured by
 //!   the [`Acceptor`], sends a [`Hello`], is checked against the [`IdentityPolicy`] (certificate
-//!   CN `system:node:<node>` by default) and becomes an HTTP/2 client session in the registry.
+//!   CN `system:node:<node>` by default), its claimed hostname and addresses against the Node
+//!   object ([`ServerConfig::nodes`]) and against other nodes' sessions, and becomes an HTTP/2
+//!   client session in the registry. Every refusal is logged and counted with its reason.
 //! * [`TunnelServer::dial`]: opens a byte stream to `<node-or-address>:<port>` through the node's
 //!   session, with admission (bounded pending dials), a deadline and metrics. No session: an
-//!   immediate 503 `no tunnel for node X`.
+//!   immediate 503 `no tunnel for node X`. An agent that has answered nothing for
+//!   [`ServerConfig::dial_ping_after`] is pinged alongside the dial; no answer within the
+//!   keepalive timeout drops the session and answers 503 (a frozen agent costs one ping
+//!   timeout, not the dial deadline).
+//! * Error answers on every front door carry the reason in the status line's reason phrase as
+//!   well as the body: kube-apiserver reports only the status line of a failed CONNECT. The TLS
+//!   front doors serve only the identities of [`ServerConfig::front_door`].
 //! * [`TunnelServer::serve_connect`]: the HTTP CONNECT proxy kube-apiserver's egress selector
 //!   uses in `HTTPConnect` mode, over a Unix socket or TLS.
 //! * [`TunnelServer::serve_http`]: Raven's 10263 (HTTPS) / 10264 (HTTP) listeners, routing by
