@@ -25,7 +25,10 @@ pub(super) struct Out {
 
 impl Out {
     pub(super) fn new(kind: &'static str) -> Self {
-        Self { kind, map: Map::new() }
+        Self {
+            kind,
+            map: Map::new(),
+        }
     }
 
     /// The kind this object belongs to (for errors).
@@ -101,14 +104,20 @@ impl Out {
     /// `map[string]string` with `omitempty`.
     pub(super) fn string_map(&mut self, key: &str, v: BTreeMap<String, String>) {
         if !v.is_empty() {
-            self.put(key, Value::Object(v.into_iter().map(|(k, v)| (k, Value::String(v))).collect()));
+            self.put(
+                key,
+                Value::Object(v.into_iter().map(|(k, v)| (k, Value::String(v))).collect()),
+            );
         }
     }
 
     /// `map[string][]byte` with `omitempty`: values in standard base64, as Go writes `[]byte`.
     pub(super) fn bytes_map(&mut self, key: &str, v: BTreeMap<String, Vec<u8>>) {
         if !v.is_empty() {
-            let m = v.into_iter().map(|(k, v)| (k, Value::String(STANDARD.encode(v)))).collect();
+            let m = v
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(STANDARD.encode(v))))
+                .collect();
             self.put(key, Value::Object(m));
         }
     }
@@ -116,7 +125,10 @@ impl Out {
     /// A slice of structs with `omitempty`.
     pub(super) fn list(&mut self, key: &str, v: Vec<Out>) {
         if !v.is_empty() {
-            self.put(key, Value::Array(v.into_iter().map(Out::into_value).collect()));
+            self.put(
+                key,
+                Value::Array(v.into_iter().map(Out::into_value).collect()),
+            );
         }
     }
 
@@ -156,7 +168,9 @@ impl Out {
     /// A `*metav1.Time`: absent when unset, `null` when zero (omitted here; the same to every
     /// decoder).
     pub(super) fn opt_time(&mut self, key: &str, v: Option<Time>) -> Result<(), ProtobufError> {
-        let Some(Time { seconds, nanos }) = v else { return Ok(()) };
+        let Some(Time { seconds, nanos }) = v else {
+            return Ok(());
+        };
         if let Some((s, _)) = self.timestamp(key, seconds, nanos)? {
             self.put(key, Value::String(time::format_time(s)));
         }
@@ -164,15 +178,25 @@ impl Out {
     }
 
     /// A `metav1.MicroTime` value: `null` when zero.
-    pub(super) fn micro_time(&mut self, key: &str, v: Option<MicroTime>) -> Result<(), ProtobufError> {
+    pub(super) fn micro_time(
+        &mut self,
+        key: &str,
+        v: Option<MicroTime>,
+    ) -> Result<(), ProtobufError> {
         self.opt_micro_time(key, v)?;
         self.map.entry(key.to_owned()).or_insert(Value::Null);
         Ok(())
     }
 
     /// A `*metav1.MicroTime`.
-    pub(super) fn opt_micro_time(&mut self, key: &str, v: Option<MicroTime>) -> Result<(), ProtobufError> {
-        let Some(MicroTime { seconds, nanos }) = v else { return Ok(()) };
+    pub(super) fn opt_micro_time(
+        &mut self,
+        key: &str,
+        v: Option<MicroTime>,
+    ) -> Result<(), ProtobufError> {
+        let Some(MicroTime { seconds, nanos }) = v else {
+            return Ok(());
+        };
         if let Some((s, n)) = self.timestamp(key, seconds, nanos)? {
             self.put(key, Value::String(time::format_micro(s, n)));
         }
@@ -189,15 +213,27 @@ pub(super) struct In {
 }
 
 impl In {
-    pub(super) fn new(kind: &'static str, path: String, value: Value) -> Result<Self, ProtobufError> {
+    pub(super) fn new(
+        kind: &'static str,
+        path: String,
+        value: Value,
+    ) -> Result<Self, ProtobufError> {
         match value {
             Value::Object(map) => Ok(Self { kind, path, map }),
-            other => Err(ProtobufError::field(kind, &path, format!("expected an object, got {}", type_name(&other)))),
+            other => Err(ProtobufError::field(
+                kind,
+                &path,
+                format!("expected an object, got {}", type_name(&other)),
+            )),
         }
     }
 
     fn key_path(&self, key: &str) -> String {
-        if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) }
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
     }
 
     fn err(&self, key: &str, message: impl Into<String>) -> ProtobufError {
@@ -213,7 +249,9 @@ impl In {
         match self.take(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(self.err(key, format!("expected a string, got {}", type_name(&other)))),
+            Some(other) => {
+                Err(self.err(key, format!("expected a string, got {}", type_name(&other))))
+            }
         }
     }
 
@@ -221,14 +259,20 @@ impl In {
         match self.take(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(b)),
-            Some(other) => Err(self.err(key, format!("expected a boolean, got {}", type_name(&other)))),
+            Some(other) => Err(self.err(
+                key,
+                format!("expected a boolean, got {}", type_name(&other)),
+            )),
         }
     }
 
     pub(super) fn i64(&mut self, key: &str) -> Result<Option<i64>, ProtobufError> {
         match self.take(key) {
             None => Ok(None),
-            Some(v) => v.as_i64().map(Some).ok_or_else(|| self.err(key, format!("expected an int64, got {v}"))),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| self.err(key, format!("expected an int64, got {v}"))),
         }
     }
 
@@ -244,45 +288,77 @@ impl In {
     }
 
     pub(super) fn strings(&mut self, key: &str) -> Result<Vec<String>, ProtobufError> {
-        let Some(v) = self.take(key) else { return Ok(Vec::new()) };
+        let Some(v) = self.take(key) else {
+            return Ok(Vec::new());
+        };
         let Value::Array(items) = v else {
-            return Err(self.err(key, format!("expected a list of strings, got {}", type_name(&v))));
+            return Err(self.err(
+                key,
+                format!("expected a list of strings, got {}", type_name(&v)),
+            ));
         };
         items
             .into_iter()
             .map(|i| match i {
                 Value::String(s) => Ok(s),
-                other => Err(self.err(key, format!("expected a string item, got {}", type_name(&other)))),
+                other => Err(self.err(
+                    key,
+                    format!("expected a string item, got {}", type_name(&other)),
+                )),
             })
             .collect()
     }
 
-    pub(super) fn string_map(&mut self, key: &str) -> Result<BTreeMap<String, String>, ProtobufError> {
-        let Some(v) = self.take(key) else { return Ok(BTreeMap::new()) };
+    pub(super) fn string_map(
+        &mut self,
+        key: &str,
+    ) -> Result<BTreeMap<String, String>, ProtobufError> {
+        let Some(v) = self.take(key) else {
+            return Ok(BTreeMap::new());
+        };
         let Value::Object(m) = v else {
-            return Err(self.err(key, format!("expected a map of strings, got {}", type_name(&v))));
+            return Err(self.err(
+                key,
+                format!("expected a map of strings, got {}", type_name(&v)),
+            ));
         };
         m.into_iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k, s)),
-                other => Err(self.err(&k, format!("expected a string, got {}", type_name(&other)))),
+                other => Err(self.err(
+                    &format!("{key}.{k}"),
+                    format!("expected a string, got {}", type_name(&other)),
+                )),
             })
             .collect()
     }
 
     /// `map[string][]byte`: base64 values (standard alphabet, padded, as Go reads them).
-    pub(super) fn bytes_map(&mut self, key: &str) -> Result<BTreeMap<String, Vec<u8>>, ProtobufError> {
-        let Some(v) = self.take(key) else { return Ok(BTreeMap::new()) };
+    pub(super) fn bytes_map(
+        &mut self,
+        key: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>, ProtobufError> {
+        let Some(v) = self.take(key) else {
+            return Ok(BTreeMap::new());
+        };
         let Value::Object(m) = v else {
-            return Err(self.err(key, format!("expected a map of base64 strings, got {}", type_name(&v))));
+            return Err(self.err(
+                key,
+                format!("expected a map of base64 strings, got {}", type_name(&v)),
+            ));
         };
         m.into_iter()
             .map(|(k, v)| match v {
                 Value::String(s) => STANDARD
                     .decode(s.as_bytes())
                     .map(|b| (k.clone(), b))
-                    .map_err(|e| self.err(&format!("{key}.{k}"), format!("illegal base64 data: {e}"))),
-                other => Err(self.err(&k, format!("expected a base64 string, got {}", type_name(&other)))),
+                    .map_err(|e| {
+                        self.err(&format!("{key}.{k}"), format!("illegal base64 data: {e}"))
+                    }),
+                other => Err(self.err(
+                    &k,
+                    format!("expected a base64 string, got {}", type_name(&other)),
+                )),
             })
             .collect()
     }
@@ -297,7 +373,9 @@ impl In {
 
     /// A list of objects.
     pub(super) fn objects(&mut self, key: &str) -> Result<Vec<In>, ProtobufError> {
-        let Some(v) = self.take(key) else { return Ok(Vec::new()) };
+        let Some(v) = self.take(key) else {
+            return Ok(Vec::new());
+        };
         let Value::Array(items) = v else {
             return Err(self.err(key, format!("expected a list, got {}", type_name(&v))));
         };
@@ -315,18 +393,26 @@ impl In {
     }
 
     fn timestamp(&mut self, key: &str) -> Result<Option<(i64, i32)>, ProtobufError> {
-        let Some(s) = self.string(key)? else { return Ok(None) };
+        let Some(s) = self.string(key)? else {
+            return Ok(None);
+        };
         let (secs, nanos) = time::parse_rfc3339(&s)
             .ok_or_else(|| self.err(key, format!("parsing time {s:?} as RFC 3339 failed")))?;
         Ok(Some((secs, i32::try_from(nanos).unwrap_or(0))))
     }
 
     pub(super) fn time(&mut self, key: &str) -> Result<Option<Time>, ProtobufError> {
-        Ok(self.timestamp(key)?.map(|(s, n)| Time { seconds: Some(s), nanos: Some(n) }))
+        Ok(self.timestamp(key)?.map(|(s, n)| Time {
+            seconds: Some(s),
+            nanos: Some(n),
+        }))
     }
 
     pub(super) fn micro_time(&mut self, key: &str) -> Result<Option<MicroTime>, ProtobufError> {
-        Ok(self.timestamp(key)?.map(|(s, n)| MicroTime { seconds: Some(s), nanos: Some(n) }))
+        Ok(self.timestamp(key)?.map(|(s, n)| MicroTime {
+            seconds: Some(s),
+            nanos: Some(n),
+        }))
     }
 
     /// Fails on any field left over: a field this kind's protobuf message does not have would be

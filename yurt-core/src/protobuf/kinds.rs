@@ -17,7 +17,12 @@ use super::meta::{
 };
 
 pub(super) fn config_map_to_json(o: &mut Out, m: ConfigMap) -> Result<(), ProtobufError> {
-    let ConfigMap { metadata, immutable, data, binary_data } = m;
+    let ConfigMap {
+        metadata,
+        immutable,
+        data,
+        binary_data,
+    } = m;
     let meta = meta_to_json(o, metadata)?;
     o.object("metadata", meta);
     o.ptr_bool("immutable", immutable);
@@ -36,7 +41,13 @@ pub(super) fn config_map_from_json(i: &mut In) -> Result<ConfigMap, ProtobufErro
 }
 
 pub(super) fn secret_to_json(o: &mut Out, m: Secret) -> Result<(), ProtobufError> {
-    let Secret { metadata, immutable, data, string_data, r#type } = m;
+    let Secret {
+        metadata,
+        immutable,
+        data,
+        string_data,
+        r#type,
+    } = m;
     let meta = meta_to_json(o, metadata)?;
     o.object("metadata", meta);
     o.ptr_bool("immutable", immutable);
@@ -57,7 +68,11 @@ pub(super) fn secret_from_json(i: &mut In) -> Result<Secret, ProtobufError> {
 }
 
 pub(super) fn namespace_to_json(o: &mut Out, m: Namespace) -> Result<(), ProtobufError> {
-    let Namespace { metadata, spec, status } = m;
+    let Namespace {
+        metadata,
+        spec,
+        status,
+    } = m;
     let meta = meta_to_json(o, metadata)?;
     o.object("metadata", meta);
     let NamespaceSpec { finalizers } = spec.unwrap_or_default();
@@ -69,7 +84,13 @@ pub(super) fn namespace_to_json(o: &mut Out, m: Namespace) -> Result<(), Protobu
     st.string("phase", phase);
     let mut conds = Vec::with_capacity(conditions.len());
     for c in conditions {
-        let NamespaceCondition { r#type, status, last_transition_time, reason, message } = c;
+        let NamespaceCondition {
+            r#type,
+            status,
+            last_transition_time,
+            reason,
+            message,
+        } = c;
         let mut co = o.child();
         co.required_string("type", r#type);
         co.required_string("status", status);
@@ -88,7 +109,9 @@ pub(super) fn namespace_from_json(i: &mut In) -> Result<Namespace, ProtobufError
     let spec = match i.object("spec")? {
         None => None,
         Some(mut s) => {
-            let spec = NamespaceSpec { finalizers: s.strings("finalizers")? };
+            let spec = NamespaceSpec {
+                finalizers: s.strings("finalizers")?,
+            };
             s.finish()?;
             Some(spec)
         }
@@ -112,25 +135,47 @@ pub(super) fn namespace_from_json(i: &mut In) -> Result<Namespace, ProtobufError
             Some(NamespaceStatus { phase, conditions })
         }
     };
-    Ok(Namespace { metadata, spec, status })
+    Ok(Namespace {
+        metadata,
+        spec,
+        status,
+    })
 }
 
 pub(super) fn service_account_to_json(o: &mut Out, m: ServiceAccount) -> Result<(), ProtobufError> {
-    let ServiceAccount { metadata, secrets, image_pull_secrets, automount_service_account_token } = m;
+    let ServiceAccount {
+        metadata,
+        secrets,
+        image_pull_secrets,
+        automount_service_account_token,
+    } = m;
     let meta = meta_to_json(o, metadata)?;
     o.object("metadata", meta);
-    let secrets = secrets.into_iter().map(|r| object_ref_to_json(o, r)).collect();
+    let secrets = secrets
+        .into_iter()
+        .map(|r| object_ref_to_json(o, r))
+        .collect();
     o.list("secrets", secrets);
-    let pulls = image_pull_secrets.into_iter().map(|r| local_ref_to_json(o, r)).collect();
+    let pulls = image_pull_secrets
+        .into_iter()
+        .map(|r| local_ref_to_json(o, r))
+        .collect();
     o.list("imagePullSecrets", pulls);
-    o.ptr_bool("automountServiceAccountToken", automount_service_account_token);
+    o.ptr_bool(
+        "automountServiceAccountToken",
+        automount_service_account_token,
+    );
     Ok(())
 }
 
 pub(super) fn service_account_from_json(i: &mut In) -> Result<ServiceAccount, ProtobufError> {
     Ok(ServiceAccount {
         metadata: meta_from_json(i.object("metadata")?)?,
-        secrets: i.objects("secrets")?.into_iter().map(object_ref_from_json).collect::<Result<_, _>>()?,
+        secrets: i
+            .objects("secrets")?
+            .into_iter()
+            .map(object_ref_from_json)
+            .collect::<Result<_, _>>()?,
         image_pull_secrets: i
             .objects("imagePullSecrets")?
             .into_iter()
@@ -219,7 +264,10 @@ pub(super) fn core_event_to_json(o: &mut Out, m: CoreEvent) -> Result<(), Protob
     o.micro_time("eventTime", event_time)?;
     let series = match series {
         None => None,
-        Some(CoreEventSeries { count, last_observed_time }) => {
+        Some(CoreEventSeries {
+            count,
+            last_observed_time,
+        }) => {
             let mut s = o.child();
             s.int("count", count);
             s.micro_time("lastObservedTime", last_observed_time)?;
@@ -288,7 +336,10 @@ pub(super) fn events_event_to_json(o: &mut Out, m: EventsEvent) -> Result<(), Pr
     o.micro_time("eventTime", event_time)?;
     let series = match series {
         None => None,
-        Some(EventsEventSeries { count, last_observed_time }) => {
+        Some(EventsEventSeries {
+            count,
+            last_observed_time,
+        }) => {
             let mut s = o.child();
             s.required_int("count", count);
             s.micro_time("lastObservedTime", last_observed_time)?;
@@ -345,7 +396,9 @@ pub(super) fn events_event_from_json(i: &mut In) -> Result<EventsEvent, Protobuf
 }
 
 /// A struct-valued reference field: an absent one is the empty reference, as Go sees it.
-fn object_ref_from_json_opt(i: Option<In>) -> Result<k8s_pb::api::core::v1::ObjectReference, ProtobufError> {
+fn object_ref_from_json_opt(
+    i: Option<In>,
+) -> Result<k8s_pb::api::core::v1::ObjectReference, ProtobufError> {
     match i {
         None => Ok(Default::default()),
         Some(i) => object_ref_from_json(i),

@@ -4,7 +4,9 @@
 //! it is converted.
 
 use k8s_pb::api::core::v1::{EventSource, LocalObjectReference, ObjectReference};
-use k8s_pb::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta, OwnerReference};
+use k8s_pb::apimachinery::pkg::apis::meta::v1::{
+    FieldsV1, ManagedFieldsEntry, ObjectMeta, OwnerReference,
+};
 
 use super::ProtobufError;
 use super::json::{In, Out};
@@ -40,7 +42,10 @@ pub(super) fn meta_to_json(parent: &Out, m: Option<ObjectMeta>) -> Result<Out, P
     o.ptr_int("deletionGracePeriodSeconds", deletion_grace_period_seconds);
     o.string_map("labels", labels);
     o.string_map("annotations", annotations);
-    let owners = owner_references.into_iter().map(|r| owner_to_json(&o, r)).collect();
+    let owners = owner_references
+        .into_iter()
+        .map(|r| owner_to_json(&o, r))
+        .collect();
     o.list("ownerReferences", owners);
     o.strings("finalizers", finalizers);
     let managed = managed_fields
@@ -52,7 +57,14 @@ pub(super) fn meta_to_json(parent: &Out, m: Option<ObjectMeta>) -> Result<Out, P
 }
 
 fn owner_to_json(parent: &Out, r: OwnerReference) -> Out {
-    let OwnerReference { api_version, kind, name, uid, controller, block_owner_deletion } = r;
+    let OwnerReference {
+        api_version,
+        kind,
+        name,
+        uid,
+        controller,
+        block_owner_deletion,
+    } = r;
     let mut o = parent.child();
     o.required_string("apiVersion", api_version);
     o.required_string("kind", kind);
@@ -64,7 +76,15 @@ fn owner_to_json(parent: &Out, r: OwnerReference) -> Out {
 }
 
 fn managed_to_json(parent: &Out, e: ManagedFieldsEntry) -> Result<Out, ProtobufError> {
-    let ManagedFieldsEntry { manager, operation, api_version, time, fields_type, fields_v1, subresource } = e;
+    let ManagedFieldsEntry {
+        manager,
+        operation,
+        api_version,
+        time,
+        fields_type,
+        fields_v1,
+        subresource,
+    } = e;
     let mut o = parent.child();
     o.string("manager", manager);
     o.string("operation", operation);
@@ -74,7 +94,11 @@ fn managed_to_json(parent: &Out, e: ManagedFieldsEntry) -> Result<Out, ProtobufE
     // `*FieldsV1` whose raw bytes are a JSON document written verbatim (`null` when unset).
     if let Some(FieldsV1 { raw: Some(raw) }) = fields_v1 {
         let doc = serde_json::from_slice(&raw).map_err(|e| {
-            ProtobufError::field(parent.kind(), "managedFields.fieldsV1", format!("not a JSON document: {e}"))
+            ProtobufError::field(
+                parent.kind(),
+                "managedFields.fieldsV1",
+                format!("not a JSON document: {e}"),
+            )
         })?;
         o.raw("fieldsV1", doc);
     }
@@ -83,7 +107,15 @@ fn managed_to_json(parent: &Out, e: ManagedFieldsEntry) -> Result<Out, ProtobufE
 }
 
 pub(super) fn object_ref_to_json(parent: &Out, r: ObjectReference) -> Out {
-    let ObjectReference { kind, namespace, name, uid, api_version, resource_version, field_path } = r;
+    let ObjectReference {
+        kind,
+        namespace,
+        name,
+        uid,
+        api_version,
+        resource_version,
+        field_path,
+    } = r;
     let mut o = parent.child();
     o.string("kind", kind);
     o.string("namespace", namespace);
@@ -111,7 +143,9 @@ pub(super) fn source_to_json(parent: &Out, s: Option<EventSource>) -> Out {
 }
 
 pub(super) fn meta_from_json(i: Option<In>) -> Result<Option<ObjectMeta>, ProtobufError> {
-    let Some(mut i) = i else { return Ok(Some(ObjectMeta::default())) };
+    let Some(mut i) = i else {
+        return Ok(Some(ObjectMeta::default()));
+    };
     let m = ObjectMeta {
         name: i.string("name")?,
         generate_name: i.string("generateName")?,
@@ -161,9 +195,9 @@ fn managed_from_json(mut i: In) -> Result<ManagedFieldsEntry, ProtobufError> {
         api_version: i.string("apiVersion")?,
         time: i.time("time")?,
         fields_type: i.string("fieldsType")?,
-        fields_v1: i
-            .raw("fieldsV1")
-            .map(|doc| FieldsV1 { raw: Some(serde_json::to_vec(&doc).unwrap_or_default()) }),
+        fields_v1: i.raw("fieldsV1").map(|doc| FieldsV1 {
+            raw: Some(serde_json::to_vec(&doc).unwrap_or_default()),
+        }),
         subresource: i.string("subresource")?,
     };
     i.finish()?;
@@ -185,14 +219,19 @@ pub(super) fn object_ref_from_json(mut i: In) -> Result<ObjectReference, Protobu
 }
 
 pub(super) fn local_ref_from_json(mut i: In) -> Result<LocalObjectReference, ProtobufError> {
-    let r = LocalObjectReference { name: i.string("name")? };
+    let r = LocalObjectReference {
+        name: i.string("name")?,
+    };
     i.finish()?;
     Ok(r)
 }
 
 pub(super) fn source_from_json(i: Option<In>) -> Result<Option<EventSource>, ProtobufError> {
     let Some(mut i) = i else { return Ok(None) };
-    let s = EventSource { component: i.string("component")?, host: i.string("host")? };
+    let s = EventSource {
+        component: i.string("component")?,
+        host: i.string("host")?,
+    };
     i.finish()?;
     Ok(Some(s))
 }

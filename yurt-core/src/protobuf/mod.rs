@@ -86,18 +86,55 @@ impl Kind {
 
 /// Every kind [`decode`] and [`encode`] convert.
 pub const KINDS: &[Kind] = &[
-    Kind { group: "", version: "v1", kind: "ConfigMap", resource: "configmaps" },
-    Kind { group: "", version: "v1", kind: "Secret", resource: "secrets" },
-    Kind { group: "", version: "v1", kind: "Namespace", resource: "namespaces" },
-    Kind { group: "", version: "v1", kind: "ServiceAccount", resource: "serviceaccounts" },
-    Kind { group: "", version: "v1", kind: "Event", resource: "events" },
-    Kind { group: "coordination.k8s.io", version: "v1", kind: "Lease", resource: "leases" },
-    Kind { group: "events.k8s.io", version: "v1", kind: "Event", resource: "events" },
+    Kind {
+        group: "",
+        version: "v1",
+        kind: "ConfigMap",
+        resource: "configmaps",
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        kind: "Secret",
+        resource: "secrets",
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        resource: "namespaces",
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        kind: "ServiceAccount",
+        resource: "serviceaccounts",
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        kind: "Event",
+        resource: "events",
+    },
+    Kind {
+        group: "coordination.k8s.io",
+        version: "v1",
+        kind: "Lease",
+        resource: "leases",
+    },
+    Kind {
+        group: "events.k8s.io",
+        version: "v1",
+        kind: "Event",
+        resource: "events",
+    },
 ];
 
 /// The supported kind named by `apiVersion` and `kind`, if any.
 pub fn kind(api_version: &str, kind: &str) -> Option<&'static Kind> {
-    KINDS.iter().find(|k| k.kind == kind && k.matches(api_version))
+    KINDS
+        .iter()
+        .find(|k| k.kind == kind && k.matches(api_version))
 }
 
 /// The supported kind served as `group`/`version`/`resource`, if any (to decide before reading
@@ -120,7 +157,9 @@ pub fn is_protobuf(content_type: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtobufError {
     /// The body does not start with [`MAGIC`] (apimachinery's wording).
-    #[error("provided data does not appear to be a protobuf message, expected prefix [107 56 115 0]")]
+    #[error(
+        "provided data does not appear to be a protobuf message, expected prefix [107 56 115 0]"
+    )]
     MissingMagic,
     /// The `runtime.Unknown` envelope or the object's message is not valid protobuf.
     #[error("unable to decode protobuf {what}: {message}")]
@@ -134,7 +173,10 @@ pub enum ProtobufError {
     #[error("unsupported protobuf content encoding {0:?}")]
     ContentEncoding(String),
     /// A kind this module does not convert.
-    #[error("protobuf bodies are decoded for {}; send JSON ({api_version}, Kind={kind} is not one of them)", supported_list())]
+    #[error(
+        "protobuf bodies are decoded for {}; send JSON ({api_version}, Kind={kind} is not one of them)",
+        supported_list()
+    )]
     Unsupported {
         /// The envelope's or object's apiVersion.
         api_version: String,
@@ -156,14 +198,20 @@ pub enum ProtobufError {
 
 impl ProtobufError {
     fn field(kind: &str, field: &str, message: impl Into<String>) -> Self {
-        Self::Field { kind: kind.to_owned(), field: field.to_owned(), message: message.into() }
+        Self::Field {
+            kind: kind.to_owned(),
+            field: field.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// The `Status` an apiserver answers: 415 UnsupportedMediaType for an unsupported kind,
     /// 400 BadRequest for a malformed body.
     pub fn to_status(&self) -> Status {
         match self {
-            Self::Unsupported { .. } => Status::failure(StatusReason::UnsupportedMediaType, self.to_string()),
+            Self::Unsupported { .. } => {
+                Status::failure(StatusReason::UnsupportedMediaType, self.to_string())
+            }
             _ => Status::bad_request(self.to_string()),
         }
     }
@@ -186,14 +234,26 @@ fn supported_list() -> String {
 /// Decodes a protobuf body (magic + `runtime.Unknown`) into the JSON object the apiserver would
 /// store, `apiVersion` and `kind` included.
 pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
-    let rest = body.strip_prefix(&MAGIC).ok_or(ProtobufError::MissingMagic)?;
-    let Unknown { type_meta, raw, content_encoding, content_type: _ } =
-        Unknown::decode(rest).map_err(|e| malformed("runtime.Unknown", &e))?;
+    let rest = body
+        .strip_prefix(&MAGIC)
+        .ok_or(ProtobufError::MissingMagic)?;
+    let Unknown {
+        type_meta,
+        raw,
+        content_encoding,
+        content_type: _,
+    } = Unknown::decode(rest).map_err(|e| malformed("runtime.Unknown", &e))?;
     if let Some(enc) = content_encoding.filter(|e| !e.is_empty()) {
         return Err(ProtobufError::ContentEncoding(enc));
     }
-    let TypeMeta { api_version, kind: kind_name } = type_meta.unwrap_or_default();
-    let (api_version, kind_name) = (api_version.unwrap_or_default(), kind_name.unwrap_or_default());
+    let TypeMeta {
+        api_version,
+        kind: kind_name,
+    } = type_meta.unwrap_or_default();
+    let (api_version, kind_name) = (
+        api_version.unwrap_or_default(),
+        kind_name.unwrap_or_default(),
+    );
     let k = kind(&api_version, &kind_name).ok_or_else(|| ProtobufError::Unsupported {
         api_version: api_version.clone(),
         kind: kind_name.clone(),
@@ -204,14 +264,22 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
     o.required_string("kind", Some(k.kind.to_owned()));
     let bad = |e: prost::DecodeError| malformed(k.kind, &e);
     match (k.group, k.kind) {
-        ("", "ConfigMap") => kinds::config_map_to_json(&mut o, Message::decode(&raw[..]).map_err(bad)?)?,
+        ("", "ConfigMap") => {
+            kinds::config_map_to_json(&mut o, Message::decode(&raw[..]).map_err(bad)?)?
+        }
         ("", "Secret") => kinds::secret_to_json(&mut o, Message::decode(&raw[..]).map_err(bad)?)?,
-        ("", "Namespace") => kinds::namespace_to_json(&mut o, Message::decode(&raw[..]).map_err(bad)?)?,
+        ("", "Namespace") => {
+            kinds::namespace_to_json(&mut o, Message::decode(&raw[..]).map_err(bad)?)?
+        }
         ("", "ServiceAccount") => {
             kinds::service_account_to_json(&mut o, Message::decode(&raw[..]).map_err(bad)?)?
         }
-        ("", "Event") => kinds::core_event_to_json(&mut o, Message::decode(&raw[..]).map_err(bad)?)?,
-        ("coordination.k8s.io", "Lease") => kinds::lease_to_json(&mut o, Message::decode(&raw[..]).map_err(bad)?)?,
+        ("", "Event") => {
+            kinds::core_event_to_json(&mut o, Message::decode(&raw[..]).map_err(bad)?)?
+        }
+        ("coordination.k8s.io", "Lease") => {
+            kinds::lease_to_json(&mut o, Message::decode(&raw[..]).map_err(bad)?)?
+        }
         ("events.k8s.io", "Event") => {
             kinds::events_event_to_json(&mut o, Message::decode(&raw[..]).map_err(bad)?)?
         }
@@ -223,10 +291,18 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
 /// Encodes a JSON object of a supported kind as client-go would send it (magic +
 /// `runtime.Unknown` with `typeMeta` and the object's message in `raw`).
 pub fn encode(object: &Value) -> Result<Vec<u8>, ProtobufError> {
-    let text = |key: &str| object.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |key: &str| {
+        object
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let (api_version, kind_name) = (text("apiVersion"), text("kind"));
-    let k = kind(&api_version, &kind_name)
-        .ok_or(ProtobufError::Unsupported { api_version, kind: kind_name })?;
+    let k = kind(&api_version, &kind_name).ok_or(ProtobufError::Unsupported {
+        api_version,
+        kind: kind_name,
+    })?;
     let mut i = In::new(k.kind, String::new(), object.clone())?;
     let _ = (i.string("apiVersion")?, i.string("kind")?);
     let raw = match (k.group, k.kind) {
@@ -241,20 +317,28 @@ pub fn encode(object: &Value) -> Result<Vec<u8>, ProtobufError> {
     };
     i.finish()?;
     let envelope = Unknown {
-        type_meta: Some(TypeMeta { api_version: Some(k.api_version()), kind: Some(k.kind.to_owned()) }),
+        type_meta: Some(TypeMeta {
+            api_version: Some(k.api_version()),
+            kind: Some(k.kind.to_owned()),
+        }),
         raw: Some(raw),
         content_encoding: Some(String::new()),
         content_type: Some(String::new()),
     };
     let mut out = Vec::with_capacity(MAGIC.len() + envelope.encoded_len());
     out.extend_from_slice(&MAGIC);
-    envelope.encode(&mut out).map_err(|e| ProtobufError::Malformed {
-        what: "runtime.Unknown".into(),
-        message: e.to_string(),
-    })?;
+    envelope
+        .encode(&mut out)
+        .map_err(|e| ProtobufError::Malformed {
+            what: "runtime.Unknown".into(),
+            message: e.to_string(),
+        })?;
     Ok(out)
 }
 
 fn malformed(what: &str, e: &prost::DecodeError) -> ProtobufError {
-    ProtobufError::Malformed { what: what.to_owned(), message: e.to_string() }
+    ProtobufError::Malformed {
+        what: what.to_owned(),
+        message: e.to_string(),
+    }
 }

@@ -12,7 +12,10 @@ const GO_ZERO_SECONDS: i64 = -62_135_596_800;
 
 /// A protobuf timestamp normalised as Go's `time.Unix` does (nanos carried into seconds).
 /// `None` when the message has no fields (Go's zero time) or is Go's zero time.
-pub(super) fn normalise(seconds: Option<i64>, nanos: Option<i32>) -> Result<Option<(i64, u32)>, String> {
+pub(super) fn normalise(
+    seconds: Option<i64>,
+    nanos: Option<i32>,
+) -> Result<Option<(i64, u32)>, String> {
     if seconds.is_none() && nanos.is_none() {
         return Ok(None);
     }
@@ -47,7 +50,13 @@ pub(super) fn format_micro(secs: i64, nanos: u32) -> String {
 /// of 1 to 9 digits optional; `Z` or a `±hh:mm` offset) into UTC (seconds, nanos).
 pub(super) fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -89,7 +98,11 @@ pub(super) fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
                 _ => return None,
             };
             let two = |p: &str| -> Option<i64> {
-                if p.len() == 2 && p.bytes().all(|c| c.is_ascii_digit()) { p.parse().ok() } else { None }
+                if p.len() == 2 && p.bytes().all(|c| c.is_ascii_digit()) {
+                    p.parse().ok()
+                } else {
+                    None
+                }
             };
             let (oh, om) = (two(&rest[1..3])?, two(&rest[4..6])?);
             if oh > 23 || om > 59 {
@@ -134,15 +147,39 @@ mod tests {
     #[test]
     fn parses_and_formats_like_go() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some((0, 0)));
-        assert_eq!(parse_rfc3339("2026-11-22T02:14:09.252001Z"), Some((1_795_313_649, 252_001_000)));
-        assert_eq!(parse_rfc3339("2026-11-22T03:14:09+01:00"), Some((1_795_313_649, 0)));
-        assert_eq!(parse_rfc3339("0000-01-01T00:00:00Z"), Some((MIN_SECONDS, 0)));
-        assert_eq!(parse_rfc3339("9999-12-31T23:59:59Z"), Some((MAX_SECONDS, 0)));
-        assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), Some((GO_ZERO_SECONDS, 0)));
-        for bad in ["2026-02-30T00:00:00Z", "2026-11-22 02:14:09Z", "2026-11-22T02:14:09", "2026-11-22T02:14:09.Z", "+026-11-22T02:14:09Z"] {
+        assert_eq!(
+            parse_rfc3339("2026-11-22T02:14:09.252001Z"),
+            Some((1_795_313_649, 252_001_000))
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-22T03:14:09+01:00"),
+            Some((1_795_313_649, 0))
+        );
+        assert_eq!(
+            parse_rfc3339("0000-01-01T00:00:00Z"),
+            Some((MIN_SECONDS, 0))
+        );
+        assert_eq!(
+            parse_rfc3339("9999-12-31T23:59:59Z"),
+            Some((MAX_SECONDS, 0))
+        );
+        assert_eq!(
+            parse_rfc3339("0001-01-01T00:00:00Z"),
+            Some((GO_ZERO_SECONDS, 0))
+        );
+        for bad in [
+            "2026-02-30T00:00:00Z",
+            "2026-11-22 02:14:09Z",
+            "2026-11-22T02:14:09",
+            "2026-11-22T02:14:09.Z",
+            "+026-11-22T02:14:09Z",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
-        assert_eq!(format_micro(1_795_313_649, 252_001_999), "2026-11-22T02:14:09.252001Z");
+        assert_eq!(
+            format_micro(1_795_313_649, 252_001_999),
+            "2026-11-22T02:14:09.252001Z"
+        );
         assert_eq!(format_time(MIN_SECONDS), "0000-01-01T00:00:00Z");
         assert_eq!(normalise(Some(10), Some(-1)), Ok(Some((9, 999_999_999))));
         assert_eq!(normalise(None, None), Ok(None));
