@@ -50,10 +50,12 @@
 //! # Known differences from a real kube-apiserver
 //!
 //! Encoding and tooling:
-//! - Request bodies must be JSON (or YAML); protobuf bodies get 415, and a client accepting
-//!   only protobuf or CBOR answers gets 406. kubectl's `create <kind>`
-//!   and `auth` subcommands, and client-go components such as the kubelet, send protobuf
-//!   (client-go switches to JSON after the first 415). Responses are always JSON.
+//! - Protobuf request bodies are decoded, and single objects answered in protobuf, only for
+//!   the kinds an edge node writes (ConfigMap, Secret, Namespace, ServiceAccount, Lease, core
+//!   and events.k8s.io Events; see `yurt_core::protobuf`); other kinds in protobuf get 415
+//!   naming the kind. Lists, watches and other kinds are answered in JSON when the client also
+//!   accepts JSON (client-go's default does), else 406; CBOR is never served. YAML answers
+//!   are served for documents, not for watch streams.
 //! - No Table responses: kubectl prints only NAME and AGE (and "No resources found in
 //!   `<ns>` namespace." for an empty cluster-scoped list).
 //! - No OpenAPI documents (`/openapi/v2`, `/openapi/v3` are 404): `kubectl apply` and
@@ -67,6 +69,7 @@
 //! - No schema validation, defaulting or unknown-field dropping for built-in kinds: objects keep
 //!   what clients sent (keys come back sorted). Exceptions that clients rely on: name
 //!   validation, Pod `status.phase`/`qosClass`, Namespace phase, finalizer and name label,
+//!   Secret `type` (`Opaque`) and `stringData` merged into `data`,
 //!   Service ClusterIP (sequential from 10.96.0.2, without conflict checks), node ports and
 //!   defaults, CSR requester fields.
 //! - Custom resources: unknown fields are pruned by the structural schema, but there is no

@@ -274,6 +274,7 @@ fn prepare_create(ctx: &Ctx<'_>, obj: &mut Value) -> Result<(), Fail> {
                 crate::prune::prune(obj, schema);
             }
         }
+        Special::None if def.group.is_empty() && def.plural == "secrets" => default_secret(map),
         Special::None
             if def.has_subresource("status")
                 && !(def.group.is_empty() && def.plural == "nodes") =>
@@ -283,6 +284,29 @@ fn prepare_create(ctx: &Ctx<'_>, obj: &mut Value) -> Result<(), Fail> {
         _ => {}
     }
     Ok(())
+}
+
+/// A Secret as the apiserver stores it: `type` defaults to `Opaque`, and the write-only
+/// `stringData` is merged into `data` (base64), winning over the same key there.
+fn default_secret(map: &mut serde_json::Map<String, Value>) {
+    use base64::Engine as _;
+    if map
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        map.insert("type".into(), json!("Opaque"));
+    }
+    if let Some(Value::Object(plain)) = map.remove("stringData") {
+        let data = map.entry("data").or_insert_with(|| json!({}));
+        if let Some(data) = data.as_object_mut() {
+            for (k, v) in plain {
+                let text = v.as_str().unwrap_or_default();
+                let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+                data.insert(k, json!(encoded));
+            }
+        }
+    }
 }
 
 /// A Pod's QoS class from its containers' requests and limits.

@@ -14,12 +14,12 @@ use crate::support::bounded;
 const KUBECTL: &str = "/usr/bin/kubectl";
 
 /// A kubeconfig file and a private discovery cache for one server.
-struct Kubectl {
+pub(crate) struct Kubectl {
     dir: tempfile::TempDir,
 }
 
 impl Kubectl {
-    fn new(server: &TestApiServer) -> Option<Kubectl> {
+    pub(crate) fn new(server: &TestApiServer) -> Option<Kubectl> {
         if !Path::new(KUBECTL).exists() {
             crate::support::skip_without(&format!("{KUBECTL} is not installed"));
             return None;
@@ -45,7 +45,7 @@ impl Kubectl {
     }
 
     /// Runs kubectl to completion; returns (success, stdout, stderr).
-    async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    pub(crate) async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut child = self.command(args).spawn().expect("kubectl runs");
         if let Some(input) = stdin {
             use tokio::io::AsyncWriteExt as _;
@@ -63,7 +63,7 @@ impl Kubectl {
         )
     }
 
-    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+    pub(crate) async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
         let (ok, out, err) = self.run(args, stdin).await;
         assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
         out

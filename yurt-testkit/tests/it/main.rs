@@ -7,6 +7,7 @@ mod auth;
 mod crd;
 mod crud;
 mod discovery;
+mod encodings;
 mod faults;
 mod kube_rs;
 mod kubectl;
