@@ -36,7 +36,8 @@
 //!   snapshots, exact-revision reads, bounded watch history with 410 Expired, bookmarks,
 //!   `sendInitialEvents`, selector transitions in watches, status/scale/approval/binding/
 //!   eviction/token subresources, finalizers and graceful pod deletion, namespace and CRD
-//!   cleanup, CSR signing, discovery (legacy and aggregated) and `/version`, health checks.
+//!   cleanup, CSR signing, discovery (legacy and aggregated) and `/version`, OpenAPI v2/v3,
+//!   protobuf bodies for the kinds an edge node writes, YAML answers, health checks.
 //! - **Faults**: [`go_down`](TestApiServer::go_down)/[`come_up`](TestApiServer::come_up),
 //!   [`restart`](TestApiServer::restart), [`blackhole`](TestApiServer::blackhole),
 //!   [`delay`](TestApiServer::delay), [`fail_next`](TestApiServer::fail_next),
@@ -58,9 +59,11 @@
 //!   are served for documents, not for watch streams.
 //! - No Table responses: kubectl prints only NAME and AGE (and "No resources found in
 //!   `<ns>` namespace." for an empty cluster-scoped list).
-//! - No OpenAPI documents (`/openapi/v2`, `/openapi/v3` are 404): `kubectl apply` and
-//!   `kubectl create -f` need `--validate=false`, `kubectl explain` does not work, and
-//!   `fieldValidation` is ignored.
+//! - OpenAPI documents (`/openapi/v3` and its group-version documents, `/openapi/v2`) are
+//!   served in JSON only (kubectl asks for v2 in protobuf and gets 406; it uses v3), with
+//!   upstream schemas for built-in kinds and CRD schemas for custom resources; operations carry
+//!   only the write parameters kubectl looks for. `fieldValidation` is advertised (so kubectl
+//!   leaves validation to the server) but ignored: unknown fields are kept, not refused.
 //! - Discovery advertises only the groups whose documents were recorded (see above);
 //!   autoscaling, networking.k8s.io, storage.k8s.io, node.k8s.io, scheduling.k8s.io,
 //!   resource.k8s.io, flowcontrol and apiregistration are absent.
@@ -121,6 +124,7 @@ mod discovery;
 mod faults;
 mod handlers;
 mod meta;
+mod openapi;
 mod prune;
 mod registry;
 mod server;

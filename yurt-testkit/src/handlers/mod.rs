@@ -277,6 +277,9 @@ pub(crate) async fn handle(
     cell.set_verb(info.verb.as_str(), resource);
     if !info.is_resource_request {
         if parts.method == Method::GET || parts.method == Method::HEAD {
+            if let Some(resp) = crate::openapi::serve(shared, trimmed) {
+                return resp;
+            }
             return crate::discovery::serve(shared, &parts, trimmed)
                 .unwrap_or_else(|| body::status(&Status::path_not_found()));
         }

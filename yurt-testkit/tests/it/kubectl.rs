@@ -138,9 +138,7 @@ async fn kubectl_get_apply_delete() {
         "{out}{err}"
     );
 
-    let applied = k
-        .ok(&["apply", "--validate=false", "-f", "-"], Some(MANIFEST))
-        .await;
+    let applied = k.ok(&["apply", "-f", "-"], Some(MANIFEST)).await;
     for line in [
         "configmap/demo created",
         "nodepool.apps.openyurt.io/hangzhou created",
@@ -153,7 +151,7 @@ async fn kubectl_get_apply_delete() {
     assert_eq!(np["spec"]["type"], "Edge");
     let again = k
         .ok(
-            &["apply", "--validate=false", "-f", "-"],
+            &["apply", "-f", "-"],
             Some(&MANIFEST.replace("\"1\"", "\"2\"")),
         )
         .await;
@@ -168,10 +166,7 @@ async fn kubectl_get_apply_delete() {
         "2"
     );
     let ssa = k
-        .ok(
-            &["apply", "--server-side", "--validate=false", "-f", "-"],
-            Some(MANIFEST),
-        )
+        .ok(&["apply", "--server-side", "-f", "-"], Some(MANIFEST))
         .await;
     assert!(ssa.contains("serverside-applied"), "{ssa}");
 

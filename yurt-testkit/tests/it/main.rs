@@ -11,6 +11,7 @@ mod encodings;
 mod faults;
 mod kube_rs;
 mod kubectl;
+mod openapi;
 mod patch;
 mod python;
 mod sandbox;
