@@ -97,10 +97,11 @@
 //! - There is no kubelet: a pod bound to a node is deleted gracefully and stays until deleted
 //!   with `gracePeriodSeconds=0`; `exec`, `attach`, `portforward` and `proxy` answer 500
 //!   (and there are no protocol upgrades at all). `pods/log` of a pod on an existing node
-//!   answers the text set by [`TestApiServer::set_pod_log`] (empty without one), ignoring the
-//!   container and every option but `follow` (`follow=true` keeps the stream open after the
-//!   text until the client goes away, [`TestApiServer::cut_watches`] or the minimum request
-//!   timeout).
+//!   answers the text set by [`TestApiServer::set_pod_log`], or three canned lines naming the
+//!   pod, container and node; the container is checked as the apiserver checks it, `tailLines`
+//!   and `timestamps` are honoured, `previous`, `sinceSeconds` and `limitBytes` are ignored
+//!   (`follow=true` keeps the stream open after the text until the client goes away,
+//!   [`TestApiServer::cut_watches`] or the minimum request timeout).
 //!
 //! Watches and storage:
 //! - Watch history is kept per resource by count ([`TestApiServerBuilder::history_limit`],

@@ -511,7 +511,8 @@ impl TestApiServer {
     }
 
     /// Sets the text `GET .../namespaces/{namespace}/pods/{name}/log` answers (`text/plain`)
-    /// while the pod exists on an existing node; without one the log is empty. With `follow=true` the text is
+    /// while the pod exists on an existing node, for every container; without one it answers
+    /// three deterministic lines naming the pod, container and node. With `follow=true` the text is
     /// sent, then the stream stays open (as a running container's would) until the client goes
     /// away, [`cut_watches`](Self::cut_watches), or the server's minimum request timeout.
     pub fn set_pod_log(&self, namespace: &str, name: &str, text: &str) {
