@@ -104,9 +104,11 @@
 //!   [`TestApiServer::cut_watches`] or the minimum request timeout).
 //!
 //! Watches and storage:
-//! - Watch history is kept per resource by count ([`TestApiServerBuilder::history_limit`],
-//!   default 10,000 changes) rather than etcd's 5-minute compaction plus the watch cache's
-//!   window; [`TestApiServer::compact`] drops it on demand.
+//! - History is compacted as kube-apiserver compacts etcd, every
+//!   [`TestApiServerBuilder::compaction_interval`] (default 5 minutes) and on
+//!   [`TestApiServer::compact`]; on top of that each resource keeps at most
+//!   [`TestApiServerBuilder::history_limit`] changes (default 10,000) instead of the watch
+//!   cache's time-based window.
 //! - Bookmarks come every second by default (kube-apiserver: about once a minute); a watcher
 //!   whose buffer fills (1,000 events) is terminated at once rather than after a time budget.
 //! - Data lives in memory; [`TestApiServer::restart`] keeps data and history.

@@ -309,6 +309,38 @@ fn default_secret(map: &mut serde_json::Map<String, Value>) {
     }
 }
 
+/// The fields of each container status the apiserver always writes (Go fields without
+/// `omitempty`): a status written without `restartCount`, `ready`, `image`, `imageID`, `state`
+/// or `lastState` reads back with `0`, `false`, `""` and `{}`, as kubelet and clients expect.
+fn default_container_statuses(pod: &mut Value) {
+    let Some(status) = pod.get_mut("status").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for list in [
+        "containerStatuses",
+        "initContainerStatuses",
+        "ephemeralContainerStatuses",
+    ] {
+        let Some(items) = status.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for item in items.iter_mut().filter_map(Value::as_object_mut) {
+            for (field, zero) in [
+                ("restartCount", json!(0)),
+                ("ready", json!(false)),
+                ("image", json!("")),
+                ("imageID", json!("")),
+                ("state", json!({})),
+                ("lastState", json!({})),
+            ] {
+                if item.get(field).is_none_or(Value::is_null) {
+                    item.insert(field.into(), zero);
+                }
+            }
+        }
+    }
+}
+
 /// A Pod's QoS class from its containers' requests and limits.
 fn qos_class(spec: Option<&Value>) -> &'static str {
     let containers: Vec<&Value> = ["containers", "initContainers"]
@@ -670,6 +702,9 @@ pub(crate) fn merge_update(
         }
     };
     metadata_mut(&mut result).insert("resourceVersion".into(), json!(old_rv));
+    if def.behaviour.special == Special::Pod {
+        default_container_statuses(&mut result);
+    }
     if def.behaviour.generation && spec_changed(def, old, &result) {
         let generation = metadata(old)
             .and_then(|m| m.get("generation"))

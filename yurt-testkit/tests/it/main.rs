@@ -9,6 +9,7 @@ mod crud;
 mod discovery;
 mod encodings;
 mod faults;
+mod fidelity;
 mod kube_rs;
 mod kubectl;
 mod openapi;
