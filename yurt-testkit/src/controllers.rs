@@ -7,7 +7,10 @@
 //!   finalizer removed, and is gone;
 //! - the CRD controllers: a new CRD gets `NamesAccepted` and `Established` conditions; a CRD
 //!   being deleted has its custom resources deleted, then its cleanup finalizer removed, and its
-//!   resource stops being served.
+//!   resource stops being served;
+//! - the compactor: every `compaction_interval` (5 minutes by default, as kube-apiserver's
+//!   etcd compaction) history older than the previous tick's revision is forgotten, so stale
+//!   watches and exact lists get 410 Expired.
 //!
 //! There is no garbage collector (ownerReferences are not followed), no scheduler and no
 //! workload controllers.
