@@ -54,7 +54,8 @@
 //! - Protobuf request bodies are decoded, and single objects answered in protobuf, only for
 //!   the kinds an edge node writes (ConfigMap, Secret, Namespace, ServiceAccount, Lease, core
 //!   and events.k8s.io Events; see `yurt_core::protobuf`); other kinds in protobuf get 415
-//!   naming the kind. Lists, watches and other kinds are answered in JSON when the client also
+//!   naming the kind, so kubectl's generators for them (`kubectl create deployment`, `create
+//!   job`, `create role`, ...) fail, while `kubectl create -f` and `apply` (JSON) work. Lists, watches and other kinds are answered in JSON when the client also
 //!   accepts JSON (client-go's default does), else 406; CBOR is never served. YAML answers
 //!   are served for documents, not for watch streams.
 //! - No Table responses: kubectl prints only NAME and AGE (and "No resources found in

@@ -283,7 +283,12 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         ("events.k8s.io", "Event") => {
             kinds::events_event_to_json(&mut o, Message::decode(&raw[..]).map_err(bad)?)?
         }
-        _ => unreachable!("every entry of KINDS has a decoder"),
+        _ => {
+            return Err(ProtobufError::Unsupported {
+                api_version,
+                kind: kind_name,
+            });
+        }
     }
     Ok(o.into_value())
 }
@@ -313,7 +318,12 @@ pub fn encode(object: &Value) -> Result<Vec<u8>, ProtobufError> {
         ("", "Event") => kinds::core_event_from_json(&mut i)?.encode_to_vec(),
         ("coordination.k8s.io", "Lease") => kinds::lease_from_json(&mut i)?.encode_to_vec(),
         ("events.k8s.io", "Event") => kinds::events_event_from_json(&mut i)?.encode_to_vec(),
-        _ => unreachable!("every entry of KINDS has an encoder"),
+        _ => {
+            return Err(ProtobufError::Unsupported {
+                api_version: k.api_version(),
+                kind: k.kind.to_owned(),
+            });
+        }
     };
     i.finish()?;
     let envelope = Unknown {
