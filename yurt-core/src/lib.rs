@@ -7,6 +7,8 @@
 //! - [`component`]: which client sent a request ([`Component`], from the `User-Agent`).
 //! - [`status`]: Kubernetes `Status` error bodies, the one way every crate answers an error.
 //! - [`time`]: Kubernetes `Time` / `MicroTime` formatting.
+//! - `protobuf` (feature `protobuf`): Kubernetes protobuf bodies to and from JSON for the kinds an
+//!   edge node writes (ConfigMap, Secret, Namespace, ServiceAccount, Lease, Events).
 //! - [`wellknown`]: OpenYurt's labels, annotations, names and ports, in one place.
 //! - [`crd`] (feature `crd`, on by default): the OpenYurt custom resources (NodePool, NodeBucket,
 //!   YurtAppSet, YurtStaticSet, Gateway) with upstream's field names, so existing manifests load.
@@ -26,6 +28,8 @@ pub mod component;
 #[cfg(feature = "crd")]
 pub mod crd;
 pub mod patch;
+#[cfg(feature = "protobuf")]
+pub mod protobuf;
 pub mod request;
 pub mod selector;
 pub mod status;

@@ -7,7 +7,10 @@
 //!   finalizer removed, and is gone;
 //! - the CRD controllers: a new CRD gets `NamesAccepted` and `Established` conditions; a CRD
 //!   being deleted has its custom resources deleted, then its cleanup finalizer removed, and its
-//!   resource stops being served.
+//!   resource stops being served;
+//! - the compactor: every `compaction_interval` (5 minutes by default, as kube-apiserver's
+//!   etcd compaction) history older than the previous tick's revision is forgotten, so stale
+//!   watches and exact lists get 410 Expired.
 //!
 //! There is no garbage collector (ownerReferences are not followed), no scheduler and no
 //! workload controllers.
@@ -30,10 +33,29 @@ pub(crate) fn spawn(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
     let csr_events = shared
         .store
         .write(|t| t.subscribe_internal(crate::csr::CSR_STORAGE));
-    vec![
+    let mut tasks = vec![
         tokio::spawn(crate::csr::run(shared.clone(), csr_events)),
         tokio::spawn(lifecycle(shared.clone())),
-    ]
+    ];
+    let every = shared.settings.compaction_interval;
+    if !every.is_zero() {
+        tasks.push(tokio::spawn(compactor(shared.clone(), every)));
+    }
+    tasks
+}
+
+/// Compacts history every `every`, as kube-apiserver's etcd compactor does: each tick compacts
+/// to the revision that was current at the previous tick.
+async fn compactor(shared: Arc<Shared>, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut previous = shared.store.current_rv();
+    loop {
+        ticks.tick().await;
+        let now = shared.store.current_rv();
+        shared.store.write(|t| t.compact_to(previous));
+        previous = now;
+    }
 }
 
 /// Reconciles namespaces and CRDs whenever the store changes.

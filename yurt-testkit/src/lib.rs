@@ -36,7 +36,8 @@
 //!   snapshots, exact-revision reads, bounded watch history with 410 Expired, bookmarks,
 //!   `sendInitialEvents`, selector transitions in watches, status/scale/approval/binding/
 //!   eviction/token subresources, finalizers and graceful pod deletion, namespace and CRD
-//!   cleanup, CSR signing, discovery (legacy and aggregated) and `/version`, health checks.
+//!   cleanup, CSR signing, discovery (legacy and aggregated) and `/version`, OpenAPI v2/v3,
+//!   protobuf bodies for the kinds an edge node writes, YAML answers, health checks.
 //! - **Faults**: [`go_down`](TestApiServer::go_down)/[`come_up`](TestApiServer::come_up),
 //!   [`restart`](TestApiServer::restart), [`blackhole`](TestApiServer::blackhole),
 //!   [`delay`](TestApiServer::delay), [`fail_next`](TestApiServer::fail_next),
@@ -50,15 +51,20 @@
 //! # Known differences from a real kube-apiserver
 //!
 //! Encoding and tooling:
-//! - Request bodies must be JSON (or YAML); protobuf bodies get 415, and a client accepting
-//!   only protobuf or CBOR answers gets 406. kubectl's `create <kind>`
-//!   and `auth` subcommands, and client-go components such as the kubelet, send protobuf
-//!   (client-go switches to JSON after the first 415). Responses are always JSON.
+//! - Protobuf request bodies are decoded, and single objects answered in protobuf, only for
+//!   the kinds an edge node writes (ConfigMap, Secret, Namespace, ServiceAccount, Lease, core
+//!   and events.k8s.io Events; see `yurt_core::protobuf`); other kinds in protobuf get 415
+//!   naming the kind, so kubectl's generators for them (`kubectl create deployment`, `create
+//!   job`, `create role`, ...) fail, while `kubectl create -f` and `apply` (JSON) work. Lists, watches and other kinds are answered in JSON when the client also
+//!   accepts JSON (client-go's default does), else 406; CBOR is never served. YAML answers
+//!   are served for documents, not for watch streams.
 //! - No Table responses: kubectl prints only NAME and AGE (and "No resources found in
 //!   `<ns>` namespace." for an empty cluster-scoped list).
-//! - No OpenAPI documents (`/openapi/v2`, `/openapi/v3` are 404): `kubectl apply` and
-//!   `kubectl create -f` need `--validate=false`, `kubectl explain` does not work, and
-//!   `fieldValidation` is ignored.
+//! - OpenAPI documents (`/openapi/v3` and its group-version documents, `/openapi/v2`) are
+//!   served in JSON only (kubectl asks for v2 in protobuf and gets 406; it uses v3), with
+//!   upstream schemas for built-in kinds and CRD schemas for custom resources; operations carry
+//!   only the write parameters kubectl looks for. `fieldValidation` is advertised (so kubectl
+//!   leaves validation to the server) but ignored: unknown fields are kept, not refused.
 //! - Discovery advertises only the groups whose documents were recorded (see above);
 //!   autoscaling, networking.k8s.io, storage.k8s.io, node.k8s.io, scheduling.k8s.io,
 //!   resource.k8s.io, flowcontrol and apiregistration are absent.
@@ -67,6 +73,7 @@
 //! - No schema validation, defaulting or unknown-field dropping for built-in kinds: objects keep
 //!   what clients sent (keys come back sorted). Exceptions that clients rely on: name
 //!   validation, Pod `status.phase`/`qosClass`, Namespace phase, finalizer and name label,
+//!   Secret `type` (`Opaque`) and `stringData` merged into `data`,
 //!   Service ClusterIP (sequential from 10.96.0.2, without conflict checks), node ports and
 //!   defaults, CSR requester fields.
 //! - Custom resources: unknown fields are pruned by the structural schema, but there is no
@@ -91,15 +98,18 @@
 //! - There is no kubelet: a pod bound to a node is deleted gracefully and stays until deleted
 //!   with `gracePeriodSeconds=0`; `exec`, `attach`, `portforward` and `proxy` answer 500
 //!   (and there are no protocol upgrades at all). `pods/log` of a pod on an existing node
-//!   answers the text set by [`TestApiServer::set_pod_log`] (empty without one), ignoring the
-//!   container and every option but `follow` (`follow=true` keeps the stream open after the
-//!   text until the client goes away, [`TestApiServer::cut_watches`] or the minimum request
-//!   timeout).
+//!   answers the text set by [`TestApiServer::set_pod_log`], or three canned lines naming the
+//!   pod, container and node; the container is checked as the apiserver checks it, `tailLines`
+//!   and `timestamps` are honoured, `previous`, `sinceSeconds` and `limitBytes` are ignored
+//!   (`follow=true` keeps the stream open after the text until the client goes away,
+//!   [`TestApiServer::cut_watches`] or the minimum request timeout).
 //!
 //! Watches and storage:
-//! - Watch history is kept per resource by count ([`TestApiServerBuilder::history_limit`],
-//!   default 10,000 changes) rather than etcd's 5-minute compaction plus the watch cache's
-//!   window; [`TestApiServer::compact`] drops it on demand.
+//! - History is compacted as kube-apiserver compacts etcd, every
+//!   [`TestApiServerBuilder::compaction_interval`] (default 5 minutes) and on
+//!   [`TestApiServer::compact`]; on top of that each resource keeps at most
+//!   [`TestApiServerBuilder::history_limit`] changes (default 10,000) instead of the watch
+//!   cache's time-based window.
 //! - Bookmarks come every second by default (kube-apiserver: about once a minute); a watcher
 //!   whose buffer fills (1,000 events) is terminated at once rather than after a time budget.
 //! - Data lives in memory; [`TestApiServer::restart`] keeps data and history.
@@ -118,6 +128,7 @@ mod discovery;
 mod faults;
 mod handlers;
 mod meta;
+mod openapi;
 mod prune;
 mod registry;
 mod server;

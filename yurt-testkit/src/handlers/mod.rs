@@ -20,6 +20,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use serde_json::{Value, json};
+use yurt_core::protobuf;
 use yurt_core::request::{RequestInfo, Verb};
 use yurt_core::status::{Status, StatusReason};
 
@@ -76,7 +77,8 @@ impl Ctx<'_> {
     }
 }
 
-/// Decodes a request body into a JSON object.
+/// Decodes a request body into a JSON object: JSON, YAML, or protobuf for the kinds
+/// [`yurt_core::protobuf`] converts (any other kind in protobuf is a 415 naming it).
 pub(crate) fn decode_object(headers: &http::HeaderMap, body: &[u8]) -> Result<Value, Fail> {
     let ct = headers
         .get(http::header::CONTENT_TYPE)
@@ -89,10 +91,13 @@ pub(crate) fn decode_object(headers: &http::HeaderMap, body: &[u8]) -> Result<Va
         })?,
         "application/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| Status::bad_request(format!("error converting YAML to JSON: {e}")))?,
+        m if protobuf::is_protobuf(m) => {
+            protobuf::decode(body).map_err(|e| Box::new(e.to_status()))?
+        }
         other => {
             return Err(Status::failure(
                 StatusReason::UnsupportedMediaType,
-                format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other:?})"),
+                format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other:?})"),
             ).into());
         }
     };
@@ -102,24 +107,125 @@ pub(crate) fn decode_object(headers: &http::HeaderMap, body: &[u8]) -> Result<Va
     Ok(value)
 }
 
-/// Whether the `Accept` header (if any) allows a JSON answer, the only encoding served: a
-/// client accepting only protobuf or CBOR gets 406, as kube-apiserver answers a media type it
-/// cannot produce.
-fn accepts_json(headers: &http::HeaderMap) -> bool {
+/// The encoding of a response, chosen from the request's `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// `application/json` (also every `as=` conversion, which the handlers render as JSON).
+    Json,
+    /// `application/yaml`: documents only, never watch streams.
+    Yaml,
+    /// `application/vnd.kubernetes.protobuf`: single objects of the kinds
+    /// [`yurt_core::protobuf`] converts.
+    Protobuf,
+}
+
+impl Encoding {
+    fn media_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Yaml => "application/yaml",
+            Self::Protobuf => protobuf::MEDIA_TYPE,
+        }
+    }
+}
+
+/// Chooses the response encoding as kube-apiserver does: the acceptable media range with the
+/// highest `q` (ties: the earlier one), `None` (406) when nothing acceptable is offered. `yaml`
+/// and `protobuf` say whether this response can be written that way.
+fn negotiate(headers: &http::HeaderMap, yaml: bool, protobuf: bool) -> Option<Encoding> {
+    let mut best: Option<(f32, Encoding)> = None;
     let mut any = false;
     for value in headers.get_all(http::header::ACCEPT) {
         let Ok(value) = value.to_str() else {
             continue;
         };
         for range in value.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            if media.is_empty() && range.trim().is_empty() {
+                continue;
+            }
             any = true;
-            let media = range.split(';').next().unwrap_or("").trim();
-            if matches!(media, "application/json" | "application/*" | "*/*" | "") {
-                return true;
+            let mut q = 1.0f32;
+            let mut conversion = false;
+            for p in parts {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                match k.trim() {
+                    "q" => q = v.trim().parse().unwrap_or(0.0),
+                    "as" => conversion = true,
+                    _ => {}
+                }
+            }
+            let enc = match media.as_str() {
+                "application/json" | "application/*" | "*/*" => Encoding::Json,
+                _ if conversion => continue,
+                "application/yaml" if yaml => Encoding::Yaml,
+                m if protobuf && protobuf::is_protobuf(m) => Encoding::Protobuf,
+                _ => continue,
+            };
+            if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+                best = Some((q, enc));
             }
         }
     }
-    !any
+    if !any {
+        return Some(Encoding::Json);
+    }
+    best.map(|(_, e)| e)
+}
+
+/// 406 listing what this response could have been written as (apiserver wording).
+fn not_acceptable(yaml: bool, protobuf: bool) -> Status {
+    let mut types = vec!["application/json"];
+    if yaml {
+        types.push("application/yaml");
+    }
+    if protobuf {
+        types.push(protobuf::MEDIA_TYPE);
+    }
+    Status::failure(
+        StatusReason::NotAcceptable,
+        format!(
+            "only the following media types are accepted: {}",
+            types.join(", ")
+        ),
+    )
+}
+
+/// Rewrites a JSON document response as YAML or protobuf. Bodies that are not JSON, and JSON
+/// of a kind with no protobuf form (a `Status`), are left as they are: clients decode by the
+/// response's `Content-Type`.
+async fn reencode(resp: Response<Body>, enc: Encoding) -> Response<Body> {
+    use http_body_util::BodyExt as _;
+    let is_json = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    if enc == Encoding::Json || !is_json {
+        return resp;
+    }
+    let (mut head, body) = resp.into_parts();
+    let Ok(collected) = body.collect().await;
+    let bytes = collected.to_bytes();
+    let converted = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| match enc {
+            Encoding::Protobuf => protobuf::encode(&v).ok(),
+            Encoding::Yaml => serde_yaml::to_string(&v).ok().map(String::into_bytes),
+            Encoding::Json => None,
+        });
+    let body = match converted {
+        Some(b) => {
+            head.headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(enc.media_type()),
+            );
+            head.headers.remove(http::header::CONTENT_LENGTH);
+            body::full(b)
+        }
+        None => body::full(bytes),
+    };
+    Response::from_parts(head, body)
 }
 
 /// Routes one request.
@@ -145,15 +251,23 @@ pub(crate) async fn handle(
             return body::json_value(StatusCode::OK, &crate::discovery::root_paths(shared));
         }
     }
-    if !accepts_json(&parts.headers) {
-        return body::status(&Status::failure(
-            StatusReason::NotAcceptable,
-            "only the following media types are accepted: application/json",
-        ));
-    }
     let info = match RequestInfo::parse(parts.method.as_str(), &path, parts.uri.query()) {
         Ok(info) => info,
         Err(e) => return body::status(&Status::bad_request(e.to_string())),
+    };
+    // YAML for resource documents (not watch streams); protobuf for one object of a kind with
+    // a protobuf form.
+    let yaml = info.is_resource_request && info.verb != Verb::Watch;
+    let pb = info.is_resource_request
+        && info.subresource.is_empty()
+        && matches!(
+            info.verb,
+            Verb::Get | Verb::Create | Verb::Update | Verb::Patch | Verb::Delete
+        )
+        && protobuf::kind_for_resource(&info.api_group, &info.api_version, &info.resource)
+            .is_some();
+    let Some(encoding) = negotiate(&parts.headers, yaml, pb) else {
+        return body::status(&not_acceptable(yaml, pb));
     };
     let resource = if info.subresource.is_empty() {
         info.resource.clone()
@@ -163,13 +277,16 @@ pub(crate) async fn handle(
     cell.set_verb(info.verb.as_str(), resource);
     if !info.is_resource_request {
         if parts.method == Method::GET || parts.method == Method::HEAD {
+            if let Some(resp) = crate::openapi::serve(shared, trimmed) {
+                return resp;
+            }
             return crate::discovery::serve(shared, &parts, trimmed)
                 .unwrap_or_else(|| body::status(&Status::path_not_found()));
         }
         return body::status(&Status::path_not_found());
     }
     let reply = resource_request(shared, &parts, body, user, info).await;
-    reply.unwrap_or_else(|st| body::status(&st))
+    reencode(reply.unwrap_or_else(|st| body::status(&st)), encoding).await
 }
 
 async fn resource_request(

@@ -476,7 +476,7 @@ fn kubelet(ctx: &Ctx<'_>, sub: &str) -> Reply {
             return Err(Status::not_found("", "nodes", &node).into());
         }
         if sub == "log" {
-            return Ok(pod_log(ctx));
+            return pod_log(ctx, &obj.value);
         }
     }
     Err(Status::internal(format!(
@@ -485,17 +485,94 @@ fn kubelet(ctx: &Ctx<'_>, sub: &str) -> Reply {
     )).into())
 }
 
-/// `pods/log` of an existing pod: its canned text; with `follow=true` the stream then stays
-/// open until the client goes away, the watches are cut, or the minimum request timeout.
-fn pod_log(ctx: &Ctx<'_>) -> http::Response<body::Body> {
-    let text = ctx
+/// `pods/log` of an existing pod on an existing node. The container is checked as the
+/// apiserver checks it (`container` may be omitted only for a single-container pod). The text
+/// is the one set with [`set_pod_log`](crate::TestApiServer::set_pod_log), else a few
+/// deterministic lines naming the pod, container and node (no container runs here, but
+/// `kubectl logs` should show something); `tailLines` keeps the last lines, `timestamps`
+/// prefixes the pod's creation time. With `follow=true` the stream then stays open until the
+/// client goes away, the watches are cut, or the minimum request timeout.
+fn pod_log(ctx: &Ctx<'_>, pod: &Value) -> Reply {
+    let name = &ctx.info.name;
+    let names = |key: &str| -> Vec<String> {
+        pod["spec"][key]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (containers, init) = (names("containers"), names("initContainers"));
+    let container = match ctx.query("container").filter(|c| !c.is_empty()) {
+        Some(c) => {
+            if !containers.contains(&c)
+                && !init.contains(&c)
+                && !names("ephemeralContainers").contains(&c)
+            {
+                return Err(Status::bad_request(format!(
+                    "container {c} is not valid for pod {name}"
+                ))
+                .into());
+            }
+            c
+        }
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            let mut msg = format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            );
+            if !init.is_empty() {
+                msg.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    init.join(" ")
+                ));
+            }
+            return Err(Status::bad_request(msg).into());
+        }
+    };
+    let tail = match ctx.query("tailLines") {
+        None => None,
+        Some(t) => Some(t.parse::<usize>().map_err(|_| {
+            Status::bad_request(format!(
+                "tailLines: invalid value {t:?}: must be a non-negative integer"
+            ))
+        })?),
+    };
+    let canned = ctx
         .shared
         .pod_logs
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get(&(ctx.namespace.clone(), ctx.info.name.clone()))
-        .cloned()
-        .unwrap_or_default();
+        .get(&(ctx.namespace.clone(), name.clone()))
+        .cloned();
+    let text = canned.unwrap_or_else(|| {
+        let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+        format!(
+            "yurt-testkit canned log: pod {}/{name}, container {container}, node {node}\n\
+             {container}: started (no container runs in the test apiserver)\n\
+             {container}: ready\n",
+            ctx.namespace
+        )
+    });
+    let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
+    if let Some(n) = tail {
+        lines.drain(..lines.len().saturating_sub(n));
+    }
+    let text: String = if ctx
+        .query("timestamps")
+        .is_some_and(|v| v == "true" || v == "1")
+    {
+        let created = pod["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap_or("1970-01-01T00:00:00Z");
+        let stamp = format!("{}.000000000Z", created.trim_end_matches('Z'));
+        lines.iter().map(|l| format!("{stamp} {l}")).collect()
+    } else {
+        lines.concat()
+    };
     let first = futures::stream::iter((!text.is_empty()).then(|| bytes::Bytes::from(text)));
     let follow = ctx.query("follow").is_some_and(|v| v == "true" || v == "1");
     let stream: body::Body = if follow {
@@ -513,5 +590,5 @@ fn pod_log(ctx: &Ctx<'_>) -> http::Response<body::Body> {
     } else {
         body::stream(first)
     };
-    body::response(StatusCode::OK, "text/plain", stream)
+    Ok(body::response(StatusCode::OK, "text/plain", stream))
 }

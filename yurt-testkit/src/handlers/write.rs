@@ -274,6 +274,7 @@ fn prepare_create(ctx: &Ctx<'_>, obj: &mut Value) -> Result<(), Fail> {
                 crate::prune::prune(obj, schema);
             }
         }
+        Special::None if def.group.is_empty() && def.plural == "secrets" => default_secret(map),
         Special::None
             if def.has_subresource("status")
                 && !(def.group.is_empty() && def.plural == "nodes") =>
@@ -283,6 +284,61 @@ fn prepare_create(ctx: &Ctx<'_>, obj: &mut Value) -> Result<(), Fail> {
         _ => {}
     }
     Ok(())
+}
+
+/// A Secret as the apiserver stores it: `type` defaults to `Opaque`, and the write-only
+/// `stringData` is merged into `data` (base64), winning over the same key there.
+fn default_secret(map: &mut serde_json::Map<String, Value>) {
+    use base64::Engine as _;
+    if map
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        map.insert("type".into(), json!("Opaque"));
+    }
+    if let Some(Value::Object(plain)) = map.remove("stringData") {
+        let data = map.entry("data").or_insert_with(|| json!({}));
+        if let Some(data) = data.as_object_mut() {
+            for (k, v) in plain {
+                let text = v.as_str().unwrap_or_default();
+                let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+                data.insert(k, json!(encoded));
+            }
+        }
+    }
+}
+
+/// The fields of each container status the apiserver always writes (Go fields without
+/// `omitempty`): a status written without `restartCount`, `ready`, `image`, `imageID`, `state`
+/// or `lastState` reads back with `0`, `false`, `""` and `{}`, as kubelet and clients expect.
+fn default_container_statuses(pod: &mut Value) {
+    let Some(status) = pod.get_mut("status").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for list in [
+        "containerStatuses",
+        "initContainerStatuses",
+        "ephemeralContainerStatuses",
+    ] {
+        let Some(items) = status.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for item in items.iter_mut().filter_map(Value::as_object_mut) {
+            for (field, zero) in [
+                ("restartCount", json!(0)),
+                ("ready", json!(false)),
+                ("image", json!("")),
+                ("imageID", json!("")),
+                ("state", json!({})),
+                ("lastState", json!({})),
+            ] {
+                if item.get(field).is_none_or(Value::is_null) {
+                    item.insert(field.into(), zero);
+                }
+            }
+        }
+    }
 }
 
 /// A Pod's QoS class from its containers' requests and limits.
@@ -646,6 +702,9 @@ pub(crate) fn merge_update(
         }
     };
     metadata_mut(&mut result).insert("resourceVersion".into(), json!(old_rv));
+    if def.behaviour.special == Special::Pod {
+        default_container_statuses(&mut result);
+    }
     if def.behaviour.generation && spec_changed(def, old, &result) {
         let generation = metadata(old)
             .and_then(|m| m.get("generation"))

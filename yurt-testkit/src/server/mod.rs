@@ -54,6 +54,8 @@ pub(crate) struct Settings {
     pub bookmark_interval: Duration,
     pub min_request_timeout: Duration,
     pub namespace_lifecycle: bool,
+    /// How often history is compacted (zero: never).
+    pub compaction_interval: Duration,
 }
 
 /// State shared by the listener, the handlers and the controllers.
@@ -108,6 +110,7 @@ pub struct TestApiServerBuilder {
     bookmark_interval: Duration,
     min_request_timeout: Duration,
     namespace_lifecycle: bool,
+    compaction_interval: Duration,
 }
 
 impl Default for TestApiServerBuilder {
@@ -122,6 +125,7 @@ impl Default for TestApiServerBuilder {
             bookmark_interval: Duration::from_secs(1),
             min_request_timeout: Duration::from_secs(1800),
             namespace_lifecycle: true,
+            compaction_interval: Duration::from_secs(300),
         }
     }
 }
@@ -182,6 +186,16 @@ impl TestApiServerBuilder {
         self
     }
 
+    /// How often history is compacted, as kube-apiserver compacts etcd
+    /// (`--etcd-compaction-interval`, default 5 minutes): each tick forgets every revision
+    /// older than the one current at the previous tick, so a watch or an exact list from a
+    /// resourceVersion more than one to two intervals old gets 410 Expired. Zero turns periodic
+    /// compaction off; [`TestApiServer::compact`] compacts on demand either way.
+    pub fn compaction_interval(mut self, d: Duration) -> Self {
+        self.compaction_interval = d;
+        self
+    }
+
     /// Whether creating an object in a missing namespace is refused (404) and in a terminating
     /// one forbidden (403), as kube-apiserver's NamespaceLifecycle admission does (default on).
     pub fn namespace_lifecycle(mut self, on: bool) -> Self {
@@ -228,6 +242,7 @@ impl TestApiServerBuilder {
                 bookmark_interval: self.bookmark_interval,
                 min_request_timeout: self.min_request_timeout,
                 namespace_lifecycle: self.namespace_lifecycle,
+                compaction_interval: self.compaction_interval,
             },
             tokens: RwLock::new(tokens),
             addr,
@@ -511,7 +526,8 @@ impl TestApiServer {
     }
 
     /// Sets the text `GET .../namespaces/{namespace}/pods/{name}/log` answers (`text/plain`)
-    /// while the pod exists on an existing node; without one the log is empty. With `follow=true` the text is
+    /// while the pod exists on an existing node, for every container; without one it answers
+    /// three deterministic lines naming the pod, container and node. With `follow=true` the text is
     /// sent, then the stream stays open (as a running container's would) until the client goes
     /// away, [`cut_watches`](Self::cut_watches), or the server's minimum request timeout.
     pub fn set_pod_log(&self, namespace: &str, name: &str, text: &str) {

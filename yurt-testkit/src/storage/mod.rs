@@ -415,10 +415,22 @@ impl Txn<'_> {
     /// Forgets all history: a watch or exact read at any earlier revision gets 410.
     pub(crate) fn compact(&mut self) {
         let rv = self.inner.rv;
+        self.compact_to(rv);
+    }
+
+    /// Forgets history up to revision `rv`, as etcd's compaction at `rv` does: reads at `rv`
+    /// and watches from `rv` still work, anything earlier gets 410.
+    pub(crate) fn compact_to(&mut self, rv: u64) {
+        let rv = rv.min(self.inner.rv);
+        if rv <= self.inner.compacted {
+            return;
+        }
         self.inner.compacted = rv;
         for res in self.inner.resources.values_mut() {
-            res.history.clear();
-            res.oldest = rv;
+            while res.history.front().is_some_and(|e| e.rv <= rv) {
+                res.history.pop_front();
+            }
+            res.oldest = res.oldest.max(rv);
         }
     }
 

@@ -572,28 +572,3 @@ async fn health_version_and_h2() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.version(), http::Version::HTTP_2);
 }
-
-#[tokio::test]
-async fn json_is_the_only_encoding() {
-    let s = server().await;
-    let get = |accept: &'static str| {
-        let mut req = crate::support::request("GET", CMS, "", "");
-        req.headers_mut().insert("accept", accept.parse().unwrap());
-        req
-    };
-    let resp = crate::support::send(s.addr(), get("application/vnd.kubernetes.protobuf")).await;
-    assert_eq!(resp.status(), StatusCode::NOT_ACCEPTABLE);
-    let resp = crate::support::send(
-        s.addr(),
-        get("application/vnd.kubernetes.protobuf, application/json"),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["content-type"], "application/json");
-    let resp = crate::support::send(
-        s.addr(),
-        crate::support::request("POST", CMS, "application/vnd.kubernetes.protobuf", "k8s\0"),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-}

@@ -44,10 +44,6 @@ async fn legacy_documents_match_a_real_apiserver() {
     }
     let (_, apps) = call(&s, "GET", "/apis/apps", None).await;
     assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
-    assert_eq!(
-        call(&s, "GET", "/openapi/v2", None).await.0,
-        StatusCode::NOT_FOUND
-    );
 }
 
 #[tokio::test]

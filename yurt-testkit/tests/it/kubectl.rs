@@ -14,12 +14,12 @@ use crate::support::bounded;
 const KUBECTL: &str = "/usr/bin/kubectl";
 
 /// A kubeconfig file and a private discovery cache for one server.
-struct Kubectl {
+pub(crate) struct Kubectl {
     dir: tempfile::TempDir,
 }
 
 impl Kubectl {
-    fn new(server: &TestApiServer) -> Option<Kubectl> {
+    pub(crate) fn new(server: &TestApiServer) -> Option<Kubectl> {
         if !Path::new(KUBECTL).exists() {
             crate::support::skip_without(&format!("{KUBECTL} is not installed"));
             return None;
@@ -45,7 +45,7 @@ impl Kubectl {
     }
 
     /// Runs kubectl to completion; returns (success, stdout, stderr).
-    async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    pub(crate) async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut child = self.command(args).spawn().expect("kubectl runs");
         if let Some(input) = stdin {
             use tokio::io::AsyncWriteExt as _;
@@ -63,7 +63,7 @@ impl Kubectl {
         )
     }
 
-    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+    pub(crate) async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
         let (ok, out, err) = self.run(args, stdin).await;
         assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
         out
@@ -138,9 +138,7 @@ async fn kubectl_get_apply_delete() {
         "{out}{err}"
     );
 
-    let applied = k
-        .ok(&["apply", "--validate=false", "-f", "-"], Some(MANIFEST))
-        .await;
+    let applied = k.ok(&["apply", "-f", "-"], Some(MANIFEST)).await;
     for line in [
         "configmap/demo created",
         "nodepool.apps.openyurt.io/hangzhou created",
@@ -153,7 +151,7 @@ async fn kubectl_get_apply_delete() {
     assert_eq!(np["spec"]["type"], "Edge");
     let again = k
         .ok(
-            &["apply", "--validate=false", "-f", "-"],
+            &["apply", "-f", "-"],
             Some(&MANIFEST.replace("\"1\"", "\"2\"")),
         )
         .await;
@@ -168,10 +166,7 @@ async fn kubectl_get_apply_delete() {
         "2"
     );
     let ssa = k
-        .ok(
-            &["apply", "--server-side", "--validate=false", "-f", "-"],
-            Some(MANIFEST),
-        )
+        .ok(&["apply", "--server-side", "-f", "-"], Some(MANIFEST))
         .await;
     assert!(ssa.contains("serverside-applied"), "{ssa}");
 

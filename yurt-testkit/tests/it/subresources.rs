@@ -201,19 +201,38 @@ async fn pod_log_answers_the_canned_text_and_follow_stays_open() {
             .unwrap()
     };
 
-    // No canned log yet: empty.
+    // No text set: deterministic lines naming the pod, container and node.
     let resp = send(s.addr(), get("")).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(
-        bounded(resp.into_body().collect())
-            .await
-            .unwrap()
-            .to_bytes()
-            .is_empty()
+    let body = bounded(resp.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        std::str::from_utf8(&body).unwrap(),
+        "yurt-testkit canned log: pod default/web, container app, node n1\n\
+         app: started (no container runs in the test apiserver)\n\
+         app: ready\n"
+    );
+    let resp = send(s.addr(), get("?tailLines=1")).await;
+    let body = bounded(resp.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"app: ready\n");
+    let (code, st) = call(&s, "GET", &format!("{PODS}/web/log?container=nope"), None).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(st["message"], "container nope is not valid for pod web");
+    let (code, _) = call(&s, "GET", &format!("{PODS}/web/log?tailLines=x"), None).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, st) = call(&s, "GET", &format!("{PODS}/missing/log"), None).await;
+    assert_eq!(
+        (code, &st["message"]),
+        (StatusCode::NOT_FOUND, &json!("pods \"missing\" not found"))
     );
 
     s.set_pod_log("default", "web", "line 1\nline 2\n");
-    let resp = send(s.addr(), get("?container=c")).await;
+    let resp = send(s.addr(), get("?container=app")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "text/plain");
     let body = bounded(resp.into_body().collect())
@@ -247,4 +266,37 @@ async fn pod_log_answers_the_canned_text_and_follow_stays_open() {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn kubectl_logs_prints_the_canned_lines() {
+    let s = server().await;
+    let Some(k) = crate::kubectl::Kubectl::new(&s) else {
+        return;
+    };
+    call(
+        &s,
+        "POST",
+        "/api/v1/nodes",
+        Some(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "edge-1"}})),
+    )
+    .await;
+    let mut two = pod("default", "web-1", "edge-1");
+    two["spec"]["containers"] =
+        json!([{"name": "app", "image": "i"}, {"name": "sidecar", "image": "i"}]);
+    call(&s, "POST", PODS, Some(two)).await;
+    let out = k
+        .ok(&["logs", "web-1", "-c", "sidecar", "--tail=2"], None)
+        .await;
+    assert_eq!(
+        out,
+        "sidecar: started (no container runs in the test apiserver)\nsidecar: ready\n"
+    );
+    let (ok, _, err) = k.run(&["logs", "web-1", "-c", "nope"], None).await;
+    assert!(
+        !ok && err.contains("container nope is not valid for pod web-1"),
+        "{err}"
+    );
+    let (ok, _, err) = k.run(&["logs", "gone"], None).await;
+    assert!(!ok && err.contains("pods \"gone\" not found"), "{err}");
 }
