@@ -296,7 +296,7 @@ fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 
 /// A number in [0, 1) that differs between calls (for jittered deadlines and generated
 /// names); not cryptographic.
-fn random_fraction() -> f64 {
+pub(crate) fn random_fraction() -> f64 {
     (random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 

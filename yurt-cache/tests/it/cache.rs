@@ -36,7 +36,9 @@ struct Hub {
 
 async fn hub() -> Hub {
     let server = TestApiServer::start().await.unwrap();
-    let config = HealthConfig::readyz().interval(Duration::from_secs(3600));
+    let config = HealthConfig::readyz()
+        .interval(Duration::from_secs(3600))
+        .retry_interval(Duration::from_secs(3600));
     let checker = HealthChecker::spawn(plain_client(), vec![uri(&server)], config);
     let mut rx = checker.subscribe();
     crate::health::wait_for(&mut rx, |s| s.servers[0].healthy).await;
