@@ -11,7 +11,7 @@
 //! | --- | --- |
 //! | get | the cached object (`/status` too); 404 Status if absent |
 //! | list | the component's cached objects of the resource and namespace, with the request's label and field selectors applied here; `metadata.resourceVersion` = highest item resourceVersion; kubelet's pod list with nothing cached is 404, not an empty list (an empty list would make kubelet kill every pod); another empty scope is an empty list if that scope was listed, else 503 with `Retry-After` (never listed: the cache cannot tell "none" from "unknown") |
-//! | watch | stays open; delivers the events of local writes (below) that match it, BOOKMARKs when asked (every [`LocalConfig::bookmark_interval`]), the initial events of a `sendInitialEvents` watch; ends at `timeoutSeconds`, or at `--min-request-timeout` x random[1,2) like kube-apiserver, and as soon as a server turns healthy again (clients then re-list upstream) |
+//! | watch | stays open; delivers the events of local writes (below) that match it, BOOKMARKs when asked (every [`LocalConfig::bookmark_interval`]), ADDED events for the cached state first when `sendInitialEvents=true` or (as kube-apiserver v1.36 defaults it) when `resourceVersion` is unset or `"0"`, closed by the `initial-events-end` BOOKMARK when bookmarks are allowed; option combinations the apiserver rejects get its 422 wording; ends at `timeoutSeconds`, or at `--min-request-timeout` x random[1,2) like kube-apiserver, and as soon as a server turns healthy again (clients then re-list upstream) |
 //! | create | echoed back as created (201) with a generated name for `generateName`, a uid and a creation time; Events are also appended to the journal for upload, other kinds are not (their controllers re-create them) and are not cached |
 //! | update / patch | applied to the cached copy (update with the resourceVersion precondition; merge, JSON and strategic merge patch through [`yurt_core::patch`]; on `/status` only `status` changes), stored together with a journal entry in one durable transaction, returned, and sent to open local watches as MODIFIED |
 //! | delete, deletecollection | 403 Status: the cloud must decide |
@@ -54,6 +54,8 @@ mod journal;
 mod metrics;
 mod read;
 mod watch;
+
+pub(crate) use watch::WatchPlan;
 mod write;
 
 use std::sync::Arc;

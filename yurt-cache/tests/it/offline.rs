@@ -483,6 +483,130 @@ async fn offline_watches_deliver_local_writes_and_end_on_reconnect() {
     rig.shutdown().await;
 }
 
+/// The first `n` lines of a streamed (watch) body.
+async fn first_lines(resp: http::Response<yurt_cache::body::Body>, n: usize) -> Vec<Value> {
+    use http_body_util::BodyExt;
+    let mut body = resp.into_body();
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let frame = bounded("a watch line", body.frame())
+            .await
+            .expect("the watch stays open")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            out.push(serde_json::from_slice(&line).unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_watches_start_as_the_apiserver_starts_them() {
+    let rig = Rig::start().await;
+    rig.create(pod_json("web-1", "a", NODE)).await;
+    let kubelet = rig.client(KUBELET);
+    let pods: Api<Pod> = Api::namespaced(kubelet.clone(), "default");
+    pods.list(&on_node()).await.unwrap();
+    rig.wait_list("kubelet", pods_gvr(), "default", "", &node_field())
+        .await;
+    rig.cut().await;
+
+    // resourceVersion "0" (kube-rs) starts with ADDED for the cached state.
+    let wp = WatchParams::default()
+        .fields(&format!("spec.nodeName={NODE}"))
+        .timeout(290);
+    let mut stream = pods.watch(&wp, "0").await.unwrap().boxed();
+    match bounded("the initial ADDED", stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        WatchEvent::Added(p) => assert_eq!(p.metadata.name.as_deref(), Some("web-1")),
+        other => panic!("{other:?}"),
+    }
+
+    let proxy: http::Uri = format!("http://{}", rig.hub().proxy_addr())
+        .parse()
+        .unwrap();
+    let client = crate::net::plain_client();
+    let base =
+        format!("/api/v1/namespaces/default/pods?watch=true&fieldSelector=spec.nodeName%3D{NODE}");
+    let get = |query: &str| {
+        http::Request::get(format!("{base}{query}"))
+            .header("user-agent", KUBELET)
+            .header("accept", "application/json")
+            .body(yurt_cache::body::Body::empty())
+            .unwrap()
+    };
+    // resourceVersion unset: the same.
+    let resp = crate::net::send(&client, &proxy, get("")).await.unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    let lines = first_lines(resp, 1).await;
+    assert_eq!(lines[0]["type"], "ADDED");
+    assert_eq!(lines[0]["object"]["metadata"]["name"], "web-1");
+
+    // A streaming list without bookmarks is accepted (v1.36) and starts with the state.
+    let resp = crate::net::send(
+        &client,
+        &proxy,
+        get("&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    let lines = first_lines(resp, 1).await;
+    assert_eq!(lines[0]["type"], "ADDED");
+
+    // With bookmarks, the initial events end with the annotated bookmark.
+    let resp = crate::net::send(
+        &client,
+        &proxy,
+        get("&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"),
+    )
+    .await
+    .unwrap();
+    let lines = first_lines(resp, 2).await;
+    assert_eq!(lines[0]["type"], "ADDED");
+    assert_eq!(lines[1]["type"], "BOOKMARK");
+    assert_eq!(
+        lines[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+
+    // Bare sendInitialEvents is the apiserver's 422, word for word.
+    let resp = crate::net::send(&client, &proxy, get("&sendInitialEvents=true"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), http::StatusCode::UNPROCESSABLE_ENTITY);
+    let status = crate::net::json(resp).await;
+    assert_eq!(
+        status["message"],
+        "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: \
+         sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+    );
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(
+        status["details"]["causes"][0]["field"],
+        "resourceVersionMatch"
+    );
+    // The apiserver itself says the same.
+    let direct = crate::net::hub_client(&rig.api, "system:node:edge-1", &["system:nodes"]);
+    let api_uri: http::Uri = rig.api.url().parse().unwrap();
+    let resp = crate::net::send(&direct, &api_uri, get("&sendInitialEvents=true"))
+        .await
+        .unwrap();
+    assert_eq!(crate::net::json(resp).await["message"], status["message"]);
+
+    drop(stream);
+    rig.heal().await;
+    rig.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_journal_replays_coalesced_status_and_the_cloud_wins_conflicts() {
     let rig = Rig::start().await;
