@@ -30,8 +30,9 @@ pub(crate) enum Plan {
     ListPage { scope: ListScope, token: String },
     /// watch: events of this resource.
     Watch { component: String, gvr: Gvr },
-    /// A non-resource document stored under its path.
-    NonResource { path: String },
+    /// A non-resource document stored under its [key](super::document::key) (path and
+    /// form), with the content type it was answered with (set when the answer arrives).
+    NonResource { key: String, content_type: String },
 }
 
 impl Plan {
@@ -61,7 +62,8 @@ pub(crate) fn plan(
     if !info.is_resource_request {
         return (*method == Method::GET && is_cached_document(&info.path)).then(|| {
             Plan::NonResource {
-                path: info.path.clone(),
+                key: super::document::key(&info.path, super::document::form(headers).as_deref()),
+                content_type: String::new(),
             }
         });
     }
@@ -164,6 +166,16 @@ pub(crate) fn accept(headers: &HeaderMap) -> Accept {
     } else {
         Accept::Other
     }
+}
+
+/// Rewrites a document request's headers: no compression (its `Accept` stays the client's).
+pub(crate) fn rewrite_document_request(headers: &mut HeaderMap) {
+    headers.remove(ACCEPT_ENCODING);
+}
+
+/// Whether a document answer may be stored: 2xx and not compressed, any content type.
+pub(crate) fn document_is_cacheable(status: http::StatusCode, headers: &HeaderMap) -> bool {
+    status.is_success() && !headers.contains_key(CONTENT_ENCODING)
 }
 
 /// Rewrites a cacheable request's headers: JSON only, no compression.

@@ -8,7 +8,7 @@ use tower::Service;
 use yurt_core::{Component, RequestInfo};
 
 use super::body::{TeeBody, TeeSignal};
-use super::policy::{self, Accept};
+use super::policy::{self, Accept, Plan};
 use super::tee::Tee;
 use super::{CacheLayer, ResponseFuture};
 use crate::body::Body;
@@ -85,11 +85,15 @@ where
                 fallback = Some((local.clone(), copy_empty(&req)));
             }
         }
-        let plan = plan.filter(|_| {
-            policy::accept(req.headers()) == Accept::Json && !policy::is_dry_run(req.uri().query())
+        let plan = plan.filter(|p| {
+            matches!(p, Plan::NonResource { .. })
+                || (policy::accept(req.headers()) == Accept::Json
+                    && !policy::is_dry_run(req.uri().query()))
         });
-        if plan.is_some() {
-            policy::rewrite_request(req.headers_mut());
+        match &plan {
+            Some(Plan::NonResource { .. }) => policy::rewrite_document_request(req.headers_mut()),
+            Some(_) => policy::rewrite_request(req.headers_mut()),
+            None => {}
         }
         let fut = self.inner.call(req);
         let config = self.config.clone();
@@ -120,10 +124,22 @@ where
                     }
                 }
             };
-            let Some(plan) = plan else {
+            let Some(mut plan) = plan else {
                 return Ok(resp);
             };
-            if !policy::response_is_cacheable(resp.status(), resp.headers()) {
+            if let Plan::NonResource { content_type, .. } = &mut plan {
+                if !policy::document_is_cacheable(resp.status(), resp.headers()) {
+                    return Ok(resp);
+                }
+                content_type.clone_from(
+                    &resp
+                        .headers()
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or(super::document::JSON)
+                        .to_owned(),
+                );
+            } else if !policy::response_is_cacheable(resp.status(), resp.headers()) {
                 return Ok(resp);
             }
             let (tx, rx) = mpsc::channel(config.tee_capacity);

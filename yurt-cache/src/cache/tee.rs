@@ -135,7 +135,9 @@ impl Tee {
         let verb = self.plan.label();
         let result = match &self.plan {
             Plan::Object { component, gvr } => self.object(component, gvr, &mut rx, &signal).await,
-            Plan::NonResource { path } => self.document(path, &mut rx, &signal).await,
+            Plan::NonResource { key, content_type } => {
+                self.document(key, content_type, &mut rx, &signal).await
+            }
             Plan::List(scope) => self.list(scope, None, &mut rx, &signal).await,
             Plan::ListPage { scope, token } => {
                 self.list(scope, Some(token), &mut rx, &signal).await
@@ -203,14 +205,20 @@ impl Tee {
 
     async fn document(
         &self,
-        path: &str,
+        key: &str,
+        content_type: &str,
         rx: &mut mpsc::Receiver<Bytes>,
         signal: &TeeSignal,
     ) -> Result<(), GiveUp> {
         let body = self.collect(rx, signal).await?;
-        serde_json::from_slice::<&RawValue>(&body).map_err(|e| GiveUp("decode", e.to_string()))?;
+        let stored = super::document::encode(content_type, body);
+        if stored.first() != Some(&0) {
+            // Plain JSON: checked, as every JSON the store keeps.
+            serde_json::from_slice::<&RawValue>(&stored)
+                .map_err(|e| GiveUp("decode", e.to_string()))?;
+        }
         self.store
-            .put_nonresource(path, body)
+            .put_nonresource(key, stored)
             .await
             .map_err(store_err)?;
         self.metrics.cached("nonresource", 1);

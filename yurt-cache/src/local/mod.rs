@@ -246,7 +246,7 @@ impl LocalServer {
             "serving from the local cache"
         );
         if !info.is_resource_request {
-            return read::document(&self.inner, &info).await;
+            return read::document(&self.inner, &info, req.headers()).await;
         }
         match info.verb {
             Verb::Get => read::get(&self.inner, &info, &component).await,

@@ -54,13 +54,35 @@ pub(super) async fn get(inner: &Arc<Inner>, info: &RequestInfo, component: &str)
     }
 }
 
-/// A non-resource document from the store; 404 if it was never fetched.
-pub(super) async fn document(inner: &Arc<Inner>, info: &RequestInfo) -> Response<Body> {
-    match inner.store.get_nonresource(&info.path).await {
-        Ok(Some(body)) => json_response(StatusCode::OK, body),
-        Ok(None) => Status::path_not_found().to_response(),
-        Err(e) => store_failure(e),
+/// A non-resource document from the store, in the form the client's `Accept` asks for (or
+/// the plain form when it also takes JSON), with the content type it was answered with; 404
+/// if it was never fetched.
+pub(super) async fn document(
+    inner: &Arc<Inner>,
+    info: &RequestInfo,
+    headers: &http::HeaderMap,
+) -> Response<Body> {
+    use crate::cache::document;
+    let form = document::form(headers);
+    let mut keys = vec![document::key(&info.path, form.as_deref())];
+    if form.is_some() && document::takes_json(headers) {
+        keys.push(document::key(&info.path, None));
     }
+    for key in keys {
+        match inner.store.get_nonresource(&key).await {
+            Ok(Some(stored)) => {
+                let (content_type, body) = document::decode(stored);
+                let mut resp = json_response(StatusCode::OK, body);
+                if let Ok(v) = http::HeaderValue::from_str(&content_type) {
+                    resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
+                }
+                return resp;
+            }
+            Ok(None) => {}
+            Err(e) => return store_failure(e),
+        }
+    }
+    Status::path_not_found().to_response()
 }
 
 /// What the list producer sends.
@@ -306,6 +328,7 @@ pub(super) async fn object_kind(inner: &Arc<Inner>, gvr: &Gvr, component: &str) 
     };
     let from_discovery = async {
         let doc = inner.store.get_nonresource(&path).await.ok().flatten()?;
+        let (_, doc) = crate::cache::document::decode(doc);
         let v: serde_json::Value = serde_json::from_slice(&doc).ok()?;
         v["resources"]
             .as_array()?

@@ -1117,3 +1117,113 @@ async fn kubectl_works_offline() {
     rig.heal().await;
     rig.shutdown().await;
 }
+
+/// Offline kubectl where no client asked for anything while online: the hub fetched
+/// `/version`, discovery (both forms) and OpenAPI itself when the cloud turned healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_works_offline_without_any_client_fetching_first() {
+    const KUBECTL: &str = "/usr/bin/kubectl";
+    if !crate::clients::tool(KUBECTL, &["version", "--client"]) {
+        return;
+    }
+    let rig = Rig::start().await;
+    rig.create(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "yurt-hub-cfg", "namespace": "kube-system",
+                     "labels": {"openyurt.io/configmap-name": "yurt-hub-cfg"}},
+        "data": {"cache_agents": "kubectl"}}))
+        .await;
+    let mut agents = rig.hub().agents();
+    bounded(
+        "kubectl as a cache agent",
+        agents.wait_for(|a| a.is_cached(&yurt_core::Component::new("kubectl"))),
+    )
+    .await
+    .unwrap();
+    // The hub's own prefetch, not a client, stored the documents.
+    let store = rig.hub().store().clone();
+    let aggregated = "/apis#application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+    bounded("the prefetched documents", async {
+        loop {
+            let mut all = true;
+            for key in [
+                "/version",
+                "/api",
+                "/apis",
+                "/api/v1",
+                aggregated,
+                "/apis/apps/v1",
+            ] {
+                all &= store.get_nonresource(key).await.unwrap().is_some();
+            }
+            if all {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        rig.api
+            .traffic()
+            .records
+            .iter()
+            .filter(|r| r.user_agent.starts_with("kubectl"))
+            .count(),
+        0,
+        "no kubectl request reached the cloud"
+    );
+    rig.cut().await;
+
+    let cache_dir = tempfile::tempdir().unwrap();
+    let server = format!("http://{}", rig.hub().proxy_addr());
+    let manifest = cache_dir.path().join("cm.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: default\ndata:\n  k: v\n",
+    )
+    .unwrap();
+    let kubectl = |args: &[&str]| {
+        let mut all: Vec<String> = vec![
+            "--server".into(),
+            server.clone(),
+            "--request-timeout=20s".into(),
+            "--cache-dir".into(),
+            cache_dir.path().join("kube").to_str().unwrap().to_owned(),
+        ];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(KUBECTL)
+                    .args(&all)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let ok = |out: &std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let v: Value = serde_json::from_str(&ok(&kubectl(&["version", "-o", "json"]).await)).unwrap();
+    assert!(v["serverVersion"]["gitVersion"].is_string(), "{v}");
+    let v: Value =
+        serde_json::from_str(&ok(&kubectl(&["get", "--raw", "/version"]).await)).unwrap();
+    assert!(v["gitVersion"].is_string(), "{v}");
+    let text = ok(&kubectl(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        manifest.to_str().unwrap(),
+    ])
+    .await);
+    assert!(text.contains("configmap/applied"), "{text}");
+    rig.heal().await;
+    rig.shutdown().await;
+}
