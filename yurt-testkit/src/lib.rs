@@ -54,8 +54,10 @@
 //!   only protobuf or CBOR answers gets 406. kubectl's `create <kind>`
 //!   and `auth` subcommands, and client-go components such as the kubelet, send protobuf
 //!   (client-go switches to JSON after the first 415). Responses are always JSON.
-//! - No Table responses: kubectl prints only NAME and AGE (and "No resources found in
-//!   `<ns>` namespace." for an empty cluster-scoped list).
+//! - Table responses (`kubectl get`) are rendered by `yurt_core::table`: the apiserver's columns
+//!   for pods, nodes, services, endpoints, configmaps, secrets, events and leases, Name and
+//!   Age for every other resource (the apiserver also prints CRD printer columns and more
+//!   built-in kinds).
 //! - No OpenAPI documents (`/openapi/v2`, `/openapi/v3` are 404): `kubectl apply` and
 //!   `kubectl create -f` need `--validate=false`, `kubectl explain` does not work, and
 //!   `fieldValidation` is ignored.

@@ -248,6 +248,32 @@ impl LocalServer {
         if !info.is_resource_request {
             return read::document(&self.inner, &info, req.headers()).await;
         }
+        // kubectl's `get` asks for a server-side Table first: build it from the cached objects.
+        let table = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(yurt_core::table::wants_table)
+            .then(|| yurt_core::table::IncludeObject::from_query(req.uri().query()));
+        match (&info.verb, table) {
+            (Verb::Get, Some(include)) => {
+                let resp = read::get(&self.inner, &info, &component).await;
+                read::as_table(&self.inner, resp, &info, include, false).await
+            }
+            (Verb::List, Some(include)) => {
+                let resp = read::list(&self.inner, &info, &component).await;
+                read::as_table(&self.inner, resp, &info, include, true).await
+            }
+            _ => self.serve_plain(req, info, component).await,
+        }
+    }
+
+    async fn serve_plain(
+        &self,
+        req: Request<Body>,
+        info: RequestInfo,
+        component: String,
+    ) -> Response<Body> {
         match info.verb {
             Verb::Get => read::get(&self.inner, &info, &component).await,
             Verb::List => read::list(&self.inner, &info, &component).await,
@@ -261,7 +287,7 @@ impl LocalServer {
                 "the cloud is unreachable, and deletes are not served from the edge cache",
             )
             .to_response(),
-            _ => Status::method_not_supported(&info.api_group, &info.resource, verb.as_str())
+            _ => Status::method_not_supported(&info.api_group, &info.resource, info.verb.as_str())
                 .to_response(),
         }
     }

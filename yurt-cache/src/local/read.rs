@@ -85,6 +85,66 @@ pub(super) async fn document(
     Status::path_not_found().to_response()
 }
 
+/// Largest offline answer turned into a Table.
+const MAX_TABLE_SOURCE: usize = 64 << 20;
+
+/// A successful offline get or list answer as a server-side Table (see
+/// [`yurt_core::table`]); an error answer is returned as it is.
+pub(super) async fn as_table(
+    inner: &Arc<Inner>,
+    resp: Response<Body>,
+    info: &RequestInfo,
+    include: yurt_core::table::IncludeObject,
+    list: bool,
+) -> Response<Body> {
+    use http_body_util::BodyExt;
+    if resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let limited = http_body_util::Limited::new(resp.into_body(), MAX_TABLE_SOURCE);
+    let bytes = match tokio::time::timeout(inner.store.op_timeout(), limited.collect()).await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) => return Status::internal(e).to_response(),
+        Err(_) => return store_failure(StoreError::Timeout(inner.store.op_timeout())),
+    };
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Status::internal("a cached answer is not JSON").to_response();
+    };
+    let (objects, rv) = if list {
+        let rv = doc["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        (
+            match doc["items"].take() {
+                serde_json::Value::Array(items) => items,
+                _ => Vec::new(),
+            },
+            rv,
+        )
+    } else {
+        let rv = doc["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        (vec![doc], rv)
+    };
+    let table = yurt_core::table::table(
+        &info.api_group,
+        &info.resource,
+        &objects,
+        include,
+        &rv,
+        std::time::SystemTime::now(),
+    );
+    let mut resp = json_response(StatusCode::OK, table.to_string());
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(yurt_core::table::TABLE_CONTENT_TYPE),
+    );
+    resp
+}
+
 /// What the list producer sends.
 enum Msg {
     /// The next part of the body.

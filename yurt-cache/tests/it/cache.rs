@@ -482,19 +482,45 @@ async fn accept_negotiation_asks_for_json_or_passes_through() {
     }
     assert!(get_stored(&h.store, &cms(), "c1").await.is_some());
 
-    // Table: passed through untouched, not cached.
+    // Table with includeObject left to the server: the Accept goes upstream untouched, the
+    // rows are asked with whole objects, and they are cached as the list of the scope.
     let table = "application/json;as=Table;v=v1;g=meta.k8s.io";
     let mut r = req("GET", CMS, KUBELET);
     r.headers_mut().insert("accept", table.parse().unwrap());
     let resp = h.send(r).await;
-    let status = resp.status().as_u16();
-    let _ = bytes(resp).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("as=Table")
+    );
+    let v: Value = serde_json::from_slice(&bytes(resp).await).unwrap();
+    assert_eq!(v["kind"], "Table");
+    assert_eq!(v["rows"][0]["cells"][0], "c1");
     h.settled().await;
     assert_eq!(h.upstream_accept(CMS).as_deref(), Some(table));
     let rec = h.server.traffic();
     let last = rec.records.iter().rev().find(|r| r.path == CMS).unwrap();
-    assert_eq!(last.status, status, "the apiserver's status passed through");
-    assert!(h.store.scopes("kubelet").await.unwrap().is_empty());
+    assert!(
+        last.query.contains("includeObject=Object"),
+        "{}",
+        last.query
+    );
+    assert_eq!(h.store.scopes("kubelet").await.unwrap().len(), 1);
+
+    // A Table asked with only metadata passes through as asked, not cached.
+    let mut r = req(
+        "GET",
+        &format!("{CMS}?includeObject=Metadata&labelSelector=x%3Dy"),
+        KUBELET,
+    );
+    r.headers_mut().insert("accept", table.parse().unwrap());
+    let resp = h.send(r).await;
+    assert_eq!(resp.status(), 200);
+    let _ = bytes(resp).await;
+    h.settled().await;
+    assert_eq!(h.store.scopes("kubelet").await.unwrap().len(), 1);
 
     // Protobuf only: passed through (the testkit answers 406), not cached.
     let mut r = req("GET", CMS, KUBELET);
@@ -508,7 +534,7 @@ async fn accept_negotiation_asks_for_json_or_passes_through() {
         h.upstream_accept(CMS).as_deref(),
         Some("application/vnd.kubernetes.protobuf")
     );
-    assert!(h.store.scopes("kubelet").await.unwrap().is_empty());
+    assert_eq!(h.store.scopes("kubelet").await.unwrap().len(), 1);
     h.shutdown().await;
 }
 

@@ -1227,3 +1227,126 @@ async fn kubectl_works_offline_without_any_client_fetching_first() {
     rig.heal().await;
     rig.shutdown().await;
 }
+
+/// `kubectl get nodes -o wide` through the hub online (the apiserver's Table passed through,
+/// aggregated discovery in two requests) and offline (a Table built from the cache).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_shows_the_apiservers_columns_online_and_offline() {
+    const KUBECTL: &str = "/usr/bin/kubectl";
+    if !crate::clients::tool(KUBECTL, &["version", "--client"]) {
+        return;
+    }
+    let rig = Rig::start().await;
+    rig.create(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "yurt-hub-cfg", "namespace": "kube-system",
+                     "labels": {"openyurt.io/configmap-name": "yurt-hub-cfg"}},
+        "data": {"cache_agents": "kubectl"}}))
+        .await;
+    let mut agents = rig.hub().agents();
+    bounded(
+        "kubectl as a cache agent",
+        agents.wait_for(|a| a.is_cached(&yurt_core::Component::new("kubectl"))),
+    )
+    .await
+    .unwrap();
+    rig.create(json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": NODE, "labels": {"node-role.kubernetes.io/edge": ""}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}],
+            "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}],
+            "nodeInfo": {"kubeletVersion": "v1.36.0", "osImage": "EdgeOS 1",
+                         "kernelVersion": "6.8.0", "containerRuntimeVersion": "containerd://2.0"}}}))
+        .await;
+
+    let cache_dir = tempfile::tempdir().unwrap();
+    let server = format!("http://{}", rig.hub().proxy_addr());
+    let kubectl = |args: &[&str]| {
+        let mut all: Vec<String> = vec![
+            "--server".into(),
+            server.clone(),
+            "--request-timeout=20s".into(),
+            "--cache-dir".into(),
+            cache_dir.path().join("kube").to_str().unwrap().to_owned(),
+        ];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(KUBECTL)
+                    .args(&all)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let ok = |out: &std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let wide = |text: &str| {
+        let header: Vec<&str> = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            header,
+            [
+                "NAME",
+                "STATUS",
+                "ROLES",
+                "AGE",
+                "VERSION",
+                "INTERNAL-IP",
+                "EXTERNAL-IP",
+                "OS-IMAGE",
+                "KERNEL-VERSION",
+                "CONTAINER-RUNTIME"
+            ],
+            "{text}"
+        );
+        let row: Vec<&str> = text
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        assert_eq!(row[..3], [NODE, "Ready", "edge"], "{text}");
+        assert_eq!(row[4..7], ["v1.36.0", "10.0.0.5", "<none>"], "{text}");
+    };
+
+    rig.api.reset_traffic();
+    wide(&ok(&kubectl(&["get", "nodes", "-o", "wide"]).await));
+    // Aggregated discovery passed through: /api and /apis once each, no per-group documents.
+    let discovery = rig
+        .api
+        .traffic()
+        .records
+        .iter()
+        .filter(|r| {
+            r.user_agent.starts_with("kubectl")
+                && r.resource.is_empty()
+                && r.path.starts_with("/api")
+        })
+        .map(|r| r.path.clone())
+        .collect::<Vec<_>>();
+    assert!(discovery.len() <= 2, "{discovery:?}");
+
+    // The Table list (asked upstream with whole objects) cached the nodes for kubectl;
+    // offline, the Table is built from the cache.
+    rig.wait_list("kubectl", Gvr::new("", "v1", "nodes"), "", "", "")
+        .await;
+    rig.cut().await;
+    wide(&ok(&kubectl(&["get", "nodes", "-o", "wide"]).await));
+    let narrow = ok(&kubectl(&["get", "nodes"]).await);
+    assert!(narrow.starts_with("NAME"), "{narrow}");
+    assert!(!narrow.contains("INTERNAL-IP"), "{narrow}");
+    rig.heal().await;
+    rig.shutdown().await;
+}
