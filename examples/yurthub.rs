@@ -118,7 +118,8 @@ struct Cli {
     #[arg(long, default_value_t = 10)]
     heartbeat_interval_seconds: u64,
     /// The node Lease's duration (e.g. 40s); in edge mode also the grace period within which
-    /// kubelet must renew its lease through the hub, or every heartbeat fails.
+    /// kubelet must renew its lease through the hub, or the hub stops renewing the node Lease
+    /// (it keeps probing `/readyz` and proxying).
     #[arg(long, default_value = "40s", value_parser = duration)]
     kubelet_health_grace_period: Duration,
     /// Base timeout of watches served while offline (e.g. 1800s): without `timeoutSeconds`
