@@ -764,3 +764,93 @@ async fn a_tee_that_falls_behind_gives_up_without_touching_the_client_or_the_sco
     );
     store.shutdown().await;
 }
+
+/// A real kube-apiserver answers the OpenAPI v3 root as `text/plain` and aggregated
+/// discovery with its own media type; the testkit serves neither, so an upstream answering as
+/// kube-apiserver v1.36 does stands in for it. Each document is stored in its form with its
+/// content type and served back so offline.
+#[tokio::test]
+async fn documents_keep_their_content_type_and_form_online_and_offline() {
+    use yurt_cache::health::HealthSnapshot;
+    use yurt_cache::local::{LocalConfig, LocalServer};
+    const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+    const KUBECTL_ACCEPT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::util::open(dir.path());
+    let mut snapshot = HealthSnapshot::unprobed(["http://apiserver:6443".parse().unwrap()]);
+    snapshot.servers[0].healthy = true;
+    let (health, rx) = tokio::sync::watch::channel(snapshot);
+    let local = LocalServer::new(store.clone(), rx, LocalConfig::new("node-1"));
+    let (_tx, agents) = tokio::sync::watch::channel(CacheAgents::defaults("node-1"));
+    let layer = CacheLayer::new(store.clone(), agents).serve_offline(local);
+    let apiserver = tower::service_fn(|req: Request<Body>| async move {
+        let accept = req
+            .headers()
+            .get("accept")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let (ct, body) = match req.uri().path() {
+            "/openapi/v3" => ("text/plain; charset=utf-8", r#"{"paths":{"api/v1":{}}}"#),
+            "/apis"
+                if accept
+                    .as_deref()
+                    .is_some_and(|a| a.contains("as=APIGroupDiscoveryList")) =>
+            {
+                (AGGREGATED, r#"{"kind":"APIGroupDiscoveryList","items":[]}"#)
+            }
+            _ => ("application/json", r#"{"kind":"APIGroupList","groups":[]}"#),
+        };
+        Ok::<_, std::convert::Infallible>(
+            Response::builder()
+                .header("content-type", ct)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+    });
+    let svc = ServiceBuilder::new()
+        .layer(RequestInfoLayer::new())
+        .layer(layer.clone())
+        .service(apiserver);
+    let get = |path: &str, accept: &str| {
+        Request::get(path)
+            .header("user-agent", KUBELET)
+            .header("accept", accept)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let fetch = |req: Request<Body>| {
+        let svc = svc.clone();
+        async move {
+            let resp = tokio::time::timeout(WAIT, svc.oneshot(req))
+                .await
+                .unwrap()
+                .unwrap();
+            let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+            (ct, String::from_utf8(bytes(resp).await.to_vec()).unwrap())
+        }
+    };
+    let online = [
+        fetch(get("/openapi/v3", "application/json, */*")).await,
+        fetch(get("/apis", KUBECTL_ACCEPT)).await,
+        fetch(get("/apis", "application/json")).await,
+    ];
+    eventually(|| {
+        let m = layer.metrics().clone();
+        async move { m.active_tees.get() == 0 }
+    })
+    .await;
+    let raw = store.get_nonresource("/openapi/v3").await.unwrap().unwrap();
+    assert!(raw.starts_with(b"\0text/plain; charset=utf-8\n"), "{raw:?}");
+
+    health.send_modify(|h| h.servers[0].healthy = false);
+    let offline = [
+        fetch(get("/openapi/v3", "application/json, */*")).await,
+        fetch(get("/apis", KUBECTL_ACCEPT)).await,
+        fetch(get("/apis", "application/json")).await,
+    ];
+    assert_eq!(offline, online);
+    assert_eq!(offline[0].0, "text/plain; charset=utf-8");
+    assert_eq!(offline[1].0, AGGREGATED);
+    assert!(offline[2].1.contains("APIGroupList"));
+    store.shutdown().await;
+}
