@@ -41,8 +41,10 @@ impl WatchPlan {
     /// without `sendInitialEvents` or `resourceVersionMatch` is a streaming list
     /// (`sendInitialEvents=true`, `resourceVersionMatch=NotOlderThan`); an explicit
     /// `sendInitialEvents` needs `resourceVersionMatch=NotOlderThan` and a
-    /// `resourceVersionMatch` needs `sendInitialEvents`. Bookmarks are optional: without them
-    /// the initial events simply end without the `initial-events-end` bookmark. Invalid
+    /// `resourceVersionMatch` needs `sendInitialEvents`. Only an explicit
+    /// `sendInitialEvents=true` with bookmarks allowed ends its initial events with the
+    /// `initial-events-end` bookmark (a legacy watch from `0` gets plain periodic bookmarks, as
+    /// v1.36 sends them); without bookmarks the initial events simply end. Invalid
     /// combinations are the apiserver's 422 `ListOptions.meta.k8s.io` Status.
     pub(crate) fn of(o: &ListOptions) -> Result<WatchPlan, Box<Status>> {
         let legacy = matches!(o.resource_version.as_deref(), None | Some("" | "0"));
@@ -84,10 +86,9 @@ impl WatchPlan {
         if !errors.is_empty() {
             return Err(Box::new(invalid_list_options(&errors)));
         }
-        let initial = send == Some(true);
         Ok(WatchPlan {
-            initial,
-            end_bookmark: initial && o.allow_watch_bookmarks,
+            initial: send == Some(true),
+            end_bookmark: o.send_initial_events == Some(true) && o.allow_watch_bookmarks,
         })
     }
 }
@@ -503,6 +504,13 @@ mod tests {
         let p = plan(&[]).unwrap();
         assert!(p.initial && !p.end_bookmark);
         let p = plan(&[("resourceVersion", "0"), ("allowWatchBookmarks", "true")]).unwrap();
+        assert!(p.initial && !p.end_bookmark);
+        let p = plan(&[
+            ("sendInitialEvents", "true"),
+            ("resourceVersionMatch", "NotOlderThan"),
+            ("allowWatchBookmarks", "true"),
+        ])
+        .unwrap();
         assert!(p.initial && p.end_bookmark);
         let p = plan(&[("resourceVersion", "12")]).unwrap();
         assert!(!p.initial);
