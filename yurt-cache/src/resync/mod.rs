@@ -25,8 +25,9 @@
 //!    `kubectl apply` work even if no client asked for them while online: `/version`, legacy
 //!    discovery (`/api`, `/apis`, `/api/v1` and every group version `/apis` lists), aggregated
 //!    discovery of `/api` and `/apis` in the form kubectl asks for, the OpenAPI v3 root and
-//!    every group document its `paths` list; then every other stored document (each in its
-//!    stored form) is fetched again. Each answer is stored as sent, with its content type (see
+//!    every group document its `paths` list (skipped when its `?hash=` is the one already
+//!    stored by this task); then every other stored document (each in its stored form) is
+//!    fetched again. Each answer is stored as sent, with its content type (see
 //!    the cache layer's document forms). At most [`ResyncConfig::max_documents`] requests a
 //!    pass, one at a time, each bounded by [`ResyncConfig::request_timeout`].
 //! 4. **Pod garbage collection**, in the first pass after start-up only (upstream §1.19):
@@ -159,6 +160,7 @@ impl Resync {
             store,
             config,
             metrics: metrics.clone(),
+            openapi_fetched: Default::default(),
         };
         let task = tokio::spawn(worker.run(health, stopped));
         Resync {
@@ -201,6 +203,9 @@ struct Worker<S> {
     store: RedbStore,
     config: ResyncConfig,
     metrics: ResyncMetrics,
+    /// The OpenAPI v3 group documents stored so far, with the `?hash=` they were fetched at:
+    /// one whose hash is unchanged is not fetched again (they are large; edge links are thin).
+    openapi_fetched: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl<S> Worker<S>
@@ -311,6 +316,10 @@ where
         }
         for key in &stored {
             let (path, form) = document::split_key(key);
+            if path.starts_with("/openapi/v3/") {
+                // Group documents are refreshed through the root's links (with their hash).
+                continue;
+            }
             queue.push_back((
                 path.to_owned(),
                 form.unwrap_or("application/json").to_owned(),
@@ -326,6 +335,20 @@ where
             }
             if budget == 0 {
                 tracing::debug!(%key, "resync: document budget spent; not fetched");
+                continue;
+            }
+            let hash = target
+                .split_once('?')
+                .filter(|_| path.starts_with("/openapi/v3/"))
+                .map(|(_, q)| q.to_owned());
+            if let Some(hash) = &hash
+                && self
+                    .openapi_fetched
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&key)
+                    == Some(hash)
+            {
                 continue;
             }
             budget -= 1;
@@ -357,6 +380,12 @@ where
             {
                 Ok(()) => {
                     self.metrics.documents.inc();
+                    if let Some(hash) = hash {
+                        self.openapi_fetched
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(key, hash);
+                    }
                 }
                 Err(e) => tracing::warn!(%key, error = %e, "resync: could not store a document"),
             }

@@ -854,3 +854,120 @@ async fn documents_keep_their_content_type_and_form_online_and_offline() {
     assert!(offline[2].1.contains("APIGroupList"));
     store.shutdown().await;
 }
+
+/// The reconnect pass fetches the OpenAPI v3 root and the group documents it links to, and
+/// on the next reconnect fetches a group document again only if its hash changed.
+#[tokio::test]
+async fn reconnects_fetch_openapi_group_documents_only_when_their_hash_changes() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use yurt_cache::health::HealthSnapshot;
+    use yurt_cache::resync::{Resync, ResyncConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::util::open(dir.path());
+    let (health, rx) =
+        tokio::sync::watch::channel(HealthSnapshot::unprobed(["http://apiserver:6443"
+            .parse()
+            .unwrap()]));
+    let hash = Arc::new(Mutex::new("h1".to_owned()));
+    let group_fetches = Arc::new(AtomicUsize::new(0));
+    let apiserver = tower::service_fn({
+        let hash = hash.clone();
+        let group_fetches = group_fetches.clone();
+        move |req: Request<Body>| {
+            let hash = hash.lock().unwrap().clone();
+            let group_fetches = group_fetches.clone();
+            async move {
+                let (code, ct, body) = match req.uri().path() {
+                    "/openapi/v3" => (
+                        200,
+                        "text/plain; charset=utf-8",
+                        json!({"paths": {"apis/apps/v1": {
+                            "serverRelativeURL": format!("/openapi/v3/apis/apps/v1?hash={hash}")}}})
+                        .to_string(),
+                    ),
+                    "/openapi/v3/apis/apps/v1" => {
+                        group_fetches.fetch_add(1, Ordering::SeqCst);
+                        (
+                            200,
+                            "application/json",
+                            json!({"openapi": "3.0.0", "hash": hash}).to_string(),
+                        )
+                    }
+                    _ => (404, "application/json", "{}".to_owned()),
+                };
+                Ok::<_, std::convert::Infallible>(
+                    Response::builder()
+                        .status(code)
+                        .header("content-type", ct)
+                        .body(Body::from(body))
+                        .unwrap(),
+                )
+            }
+        }
+    });
+    let mut config = ResyncConfig::new("node-1");
+    config.gc_pods_on_start = false;
+    let resync = Resync::spawn(apiserver, store.clone(), rx, config);
+    let passes = resync.metrics().passes.clone();
+    let reconnect = |n: u64| {
+        let passes = passes.clone();
+        let store = store.clone();
+        let health = &health;
+        async move {
+            health.send_modify(|h| h.servers[0].healthy = false);
+            // A current-thread runtime: yielding lets the resync task see the drop before the
+            // cloud "returns" (a watch channel keeps only the latest value).
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            health.send_modify(|h| h.servers[0].healthy = true);
+            eventually(|| {
+                let (passes, store) = (passes.clone(), store.clone());
+                async move {
+                    passes.get() >= n
+                        && store
+                            .get_nonresource("/openapi/v3/apis/apps/v1")
+                            .await
+                            .unwrap()
+                            .is_some()
+                }
+            })
+            .await;
+        }
+    };
+    reconnect(1).await;
+    // The pass is over once the last document it fetches is stored; the group document is
+    // fetched after the root.
+    let stored = store.get_nonresource("/openapi/v3").await.unwrap().unwrap();
+    assert!(stored.starts_with(b"\0text/plain"), "{stored:?}");
+    assert_eq!(group_fetches.load(Ordering::SeqCst), 1);
+    reconnect(2).await;
+    let first = store
+        .get_nonresource("/openapi/v3/apis/apps/v1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("h1"));
+    *hash.lock().unwrap() = "h2".to_owned();
+    reconnect(3).await;
+    eventually(|| {
+        let store = store.clone();
+        async move {
+            let doc = store
+                .get_nonresource("/openapi/v3/apis/apps/v1")
+                .await
+                .unwrap()
+                .unwrap();
+            String::from_utf8_lossy(&doc).contains("h2")
+        }
+    })
+    .await;
+    assert_eq!(
+        group_fetches.load(Ordering::SeqCst),
+        2,
+        "fetched again only for the new hash"
+    );
+    resync.shutdown().await;
+    store.shutdown().await;
+}
