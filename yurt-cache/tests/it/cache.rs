@@ -910,39 +910,43 @@ async fn reconnects_fetch_openapi_group_documents_only_when_their_hash_changes()
     config.gc_pods_on_start = false;
     let resync = Resync::spawn(apiserver, store.clone(), rx, config);
     let passes = resync.metrics().passes.clone();
-    let reconnect = |n: u64| {
+    // The cloud drops and returns until the resync task has started a new pass and the group
+    // document is stored (a watch channel keeps only the latest value, so a drop the task did
+    // not see is simply repeated).
+    let reconnect = || {
+        let n = passes.get() + 1;
         let passes = passes.clone();
         let store = store.clone();
         let health = &health;
         async move {
-            health.send_modify(|h| h.servers[0].healthy = false);
-            // A current-thread runtime: yielding lets the resync task see the drop before the
-            // cloud "returns" (a watch channel keeps only the latest value).
-            for _ in 0..10 {
-                tokio::task::yield_now().await;
-            }
-            health.send_modify(|h| h.servers[0].healthy = true);
             eventually(|| {
                 let (passes, store) = (passes.clone(), store.clone());
                 async move {
-                    passes.get() >= n
-                        && store
-                            .get_nonresource("/openapi/v3/apis/apps/v1")
-                            .await
-                            .unwrap()
-                            .is_some()
+                    if passes.get() < n {
+                        health.send_modify(|h| h.servers[0].healthy = false);
+                        for _ in 0..10 {
+                            tokio::task::yield_now().await;
+                        }
+                        health.send_modify(|h| h.servers[0].healthy = true);
+                        return false;
+                    }
+                    store
+                        .get_nonresource("/openapi/v3/apis/apps/v1")
+                        .await
+                        .unwrap()
+                        .is_some()
                 }
             })
             .await;
         }
     };
-    reconnect(1).await;
+    reconnect().await;
     // The pass is over once the last document it fetches is stored; the group document is
     // fetched after the root.
     let stored = store.get_nonresource("/openapi/v3").await.unwrap().unwrap();
     assert!(stored.starts_with(b"\0text/plain"), "{stored:?}");
     assert_eq!(group_fetches.load(Ordering::SeqCst), 1);
-    reconnect(2).await;
+    reconnect().await;
     let first = store
         .get_nonresource("/openapi/v3/apis/apps/v1")
         .await
@@ -950,7 +954,7 @@ async fn reconnects_fetch_openapi_group_documents_only_when_their_hash_changes()
         .unwrap();
     assert!(String::from_utf8_lossy(&first).contains("h1"));
     *hash.lock().unwrap() = "h2".to_owned();
-    reconnect(3).await;
+    reconnect().await;
     eventually(|| {
         let store = store.clone();
         async move {
