@@ -118,7 +118,8 @@ struct Cli {
     #[arg(long, default_value_t = 10)]
     heartbeat_interval_seconds: u64,
     /// The node Lease's duration (e.g. 40s); in edge mode also the grace period within which
-    /// kubelet must renew its lease through the hub, or every heartbeat fails.
+    /// kubelet must renew its lease through the hub, or the hub stops renewing the node Lease
+    /// (it keeps probing `/readyz` and proxying).
     #[arg(long, default_value = "40s", value_parser = duration)]
     kubelet_health_grace_period: Duration,
     /// Base timeout of watches served while offline (e.g. 1800s): without `timeoutSeconds`
@@ -162,6 +163,8 @@ struct Credentials {
     servers: Vec<http::Uri>,
     ca_pem: Vec<u8>,
     identity: Option<Identity>,
+    /// Where the identity came from, to name it in errors.
+    identity_from: String,
 }
 
 /// A client certificate chain and its key, PEM.
@@ -263,8 +266,19 @@ fn credentials(cli: &Cli) -> Result<Credentials, String> {
     if let Some(ca) = &cli.ca_file {
         ca_pem = Some(read("--ca-file", ca)?);
     }
+    let mut identity_from = cli
+        .kubeconfig
+        .as_ref()
+        .map(|p| {
+            format!(
+                "the user's client-certificate in --kubeconfig {}",
+                p.display()
+            )
+        })
+        .unwrap_or_default();
     if let (Some(cert), Some(key)) = (&cli.client_cert, &cli.client_key) {
         identity = Some((read("--client-cert", cert)?, read("--client-key", key)?));
+        identity_from = format!("--client-cert {}", cert.display());
     }
     let ca_pem = ca_pem.ok_or("no cluster CA: pass --kubeconfig or --ca-file")?;
     let mut servers = cli
@@ -282,6 +296,7 @@ fn credentials(cli: &Cli) -> Result<Credentials, String> {
         servers,
         ca_pem,
         identity,
+        identity_from,
     })
 }
 
@@ -291,7 +306,7 @@ fn upstream(creds: &Credentials) -> Result<UpstreamClient, String> {
     if let Some((cert, key)) = &creds.identity {
         config = config
             .client_cert_pem(cert, key)
-            .map_err(|e| format!("client certificate: {e}"))?;
+            .map_err(|e| format!("client certificate ({}): {e}", creds.identity_from))?;
     }
     UpstreamClient::new(config).map_err(|e| format!("upstream client: {e}"))
 }
@@ -320,6 +335,7 @@ async fn sandbox(node: &str) -> Result<(Sandbox, Credentials), String> {
         servers: vec![server_uri(&api.url())?],
         ca_pem: api.ca().ca_pem().as_bytes().to_vec(),
         identity: Some((cert.cert_pem.into_bytes(), cert.key_pem.into_bytes())),
+        identity_from: "the sandbox's node certificate".to_owned(),
     };
     Ok((Sandbox { api, dir }, creds))
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// `target/<profile>/examples/yurthub`, next to this test binary's `deps/` directory.
-fn yurthub() -> PathBuf {
+pub(crate) fn yurthub() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
         .parent()

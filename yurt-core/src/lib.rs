@@ -33,6 +33,7 @@ pub mod protobuf;
 pub mod request;
 pub mod selector;
 pub mod status;
+pub mod table;
 pub mod time;
 pub mod wellknown;
 

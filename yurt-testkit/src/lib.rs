@@ -58,8 +58,10 @@
 //!   job`, `create role`, ...) fail, while `kubectl create -f` and `apply` (JSON) work. Lists, watches and other kinds are answered in JSON when the client also
 //!   accepts JSON (client-go's default does), else 406; CBOR is never served. YAML answers
 //!   are served for documents, not for watch streams.
-//! - No Table responses: kubectl prints only NAME and AGE (and "No resources found in
-//!   `<ns>` namespace." for an empty cluster-scoped list).
+//! - Table responses (`kubectl get`) are rendered by `yurt_core::table`: the apiserver's columns
+//!   for pods, nodes, services, endpoints, configmaps, secrets, events and leases, Name and
+//!   Age for every other resource (the apiserver also prints CRD printer columns and more
+//!   built-in kinds).
 //! - OpenAPI documents (`/openapi/v3` and its group-version documents, `/openapi/v2`) are
 //!   served in JSON only (kubectl asks for v2 in protobuf and gets 406; it uses v3), with
 //!   upstream schemas for built-in kinds and CRD schemas for custom resources; operations carry

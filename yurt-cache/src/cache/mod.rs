@@ -86,6 +86,7 @@
 //! A task needs a tokio runtime (the service spawns it when the response head arrives).
 
 mod body;
+pub(crate) mod document;
 pub mod json_stream;
 mod layer;
 mod metrics;

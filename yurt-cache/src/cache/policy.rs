@@ -26,12 +26,16 @@ pub(crate) enum Plan {
     Object { component: String, gvr: Gvr },
     /// list: replaces this scope (or, when the answer is a first page, starts a chain of pages).
     List(ListScope),
+    /// list as a server-side Table asked with `includeObject=Object`: the rows' objects
+    /// replace this scope (a single page only).
+    TableList(ListScope),
     /// list with `continue`: the next page of a chain of this scope, continuing the token.
     ListPage { scope: ListScope, token: String },
     /// watch: events of this resource.
     Watch { component: String, gvr: Gvr },
-    /// A non-resource document stored under its path.
-    NonResource { path: String },
+    /// A non-resource document stored under its [key](super::document::key) (path and
+    /// form), with the content type it was answered with (set when the answer arrives).
+    NonResource { key: String, content_type: String },
 }
 
 impl Plan {
@@ -39,7 +43,7 @@ impl Plan {
     pub(crate) fn label(&self) -> &'static str {
         match self {
             Plan::Object { .. } => "object",
-            Plan::List(_) | Plan::ListPage { .. } => "list",
+            Plan::List(_) | Plan::ListPage { .. } | Plan::TableList(_) => "list",
             Plan::Watch { .. } => "watch",
             Plan::NonResource { .. } => "nonresource",
         }
@@ -61,7 +65,8 @@ pub(crate) fn plan(
     if !info.is_resource_request {
         return (*method == Method::GET && is_cached_document(&info.path)).then(|| {
             Plan::NonResource {
-                path: info.path.clone(),
+                key: super::document::key(&info.path, super::document::form(headers).as_deref()),
+                content_type: String::new(),
             }
         });
     }
@@ -164,6 +169,26 @@ pub(crate) fn accept(headers: &HeaderMap) -> Accept {
     } else {
         Accept::Other
     }
+}
+
+/// Rewrites a document request's headers: no compression (its `Accept` stays the client's).
+pub(crate) fn rewrite_document_request(headers: &mut HeaderMap) {
+    headers.remove(ACCEPT_ENCODING);
+}
+
+/// Whether a Table answer may be teed: 2xx, a `meta.k8s.io` Table, not compressed.
+pub(crate) fn table_is_cacheable(status: http::StatusCode, headers: &HeaderMap) -> bool {
+    status.is_success()
+        && !headers.contains_key(CONTENT_ENCODING)
+        && headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(yurt_core::table::wants_table)
+}
+
+/// Whether a document answer may be stored: 2xx and not compressed, any content type.
+pub(crate) fn document_is_cacheable(status: http::StatusCode, headers: &HeaderMap) -> bool {
+    status.is_success() && !headers.contains_key(CONTENT_ENCODING)
 }
 
 /// Rewrites a cacheable request's headers: JSON only, no compression.

@@ -8,7 +8,7 @@ use tower::Service;
 use yurt_core::{Component, RequestInfo};
 
 use super::body::{TeeBody, TeeSignal};
-use super::policy::{self, Accept};
+use super::policy::{self, Accept, Plan};
 use super::tee::Tee;
 use super::{CacheLayer, ResponseFuture};
 use crate::body::Body;
@@ -85,11 +85,51 @@ where
                 fallback = Some((local.clone(), copy_empty(&req)));
             }
         }
-        let plan = plan.filter(|_| {
-            policy::accept(req.headers()) == Accept::Json && !policy::is_dry_run(req.uri().query())
+        // A Table (kubectl get) goes upstream as asked, untouched, and is not cached.
+        let table = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(yurt_core::table::wants_table);
+        // A cache agent's Table list (kubectl get) that leaves `includeObject` to the server
+        // asks for whole objects instead (kubectl prints the cells either way), so the rows
+        // can refresh the cache; any other Table request passes through uncached.
+        let plan = match plan {
+            Some(Plan::List(scope))
+                if table
+                    && !req
+                        .uri()
+                        .query()
+                        .is_some_and(|q| q.contains("includeObject="))
+                    && !policy::is_dry_run(req.uri().query()) =>
+            {
+                let mut parts = req.uri().clone().into_parts();
+                let pq = match req.uri().query() {
+                    Some(q) => format!("{}?{q}&includeObject=Object", req.uri().path()),
+                    None => format!("{}?includeObject=Object", req.uri().path()),
+                };
+                if let Ok(pq) = pq.parse() {
+                    parts.path_and_query = Some(pq);
+                    if let Ok(uri) = http::Uri::from_parts(parts) {
+                        *req.uri_mut() = uri;
+                    }
+                }
+                req.headers_mut().remove(http::header::ACCEPT_ENCODING);
+                Some(Plan::TableList(scope))
+            }
+            other => other,
+        };
+        let plan = plan.filter(|p| {
+            matches!(p, Plan::NonResource { .. } | Plan::TableList(_))
+                || (!table
+                    && policy::accept(req.headers()) == Accept::Json
+                    && !policy::is_dry_run(req.uri().query()))
         });
-        if plan.is_some() {
-            policy::rewrite_request(req.headers_mut());
+        match &plan {
+            Some(Plan::NonResource { .. }) => policy::rewrite_document_request(req.headers_mut()),
+            Some(Plan::TableList(_)) => {}
+            Some(_) => policy::rewrite_request(req.headers_mut()),
+            None => {}
         }
         let fut = self.inner.call(req);
         let config = self.config.clone();
@@ -120,10 +160,26 @@ where
                     }
                 }
             };
-            let Some(plan) = plan else {
+            let Some(mut plan) = plan else {
                 return Ok(resp);
             };
-            if !policy::response_is_cacheable(resp.status(), resp.headers()) {
+            if let Plan::NonResource { content_type, .. } = &mut plan {
+                if !policy::document_is_cacheable(resp.status(), resp.headers()) {
+                    return Ok(resp);
+                }
+                content_type.clone_from(
+                    &resp
+                        .headers()
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or(super::document::JSON)
+                        .to_owned(),
+                );
+            } else if matches!(plan, Plan::TableList(_)) {
+                if !policy::table_is_cacheable(resp.status(), resp.headers()) {
+                    return Ok(resp);
+                }
+            } else if !policy::response_is_cacheable(resp.status(), resp.headers()) {
                 return Ok(resp);
             }
             let (tx, rx) = mpsc::channel(config.tee_capacity);

@@ -135,8 +135,11 @@ impl Tee {
         let verb = self.plan.label();
         let result = match &self.plan {
             Plan::Object { component, gvr } => self.object(component, gvr, &mut rx, &signal).await,
-            Plan::NonResource { path } => self.document(path, &mut rx, &signal).await,
+            Plan::NonResource { key, content_type } => {
+                self.document(key, content_type, &mut rx, &signal).await
+            }
             Plan::List(scope) => self.list(scope, None, &mut rx, &signal).await,
+            Plan::TableList(scope) => self.table_list(scope, &mut rx, &signal).await,
             Plan::ListPage { scope, token } => {
                 self.list(scope, Some(token), &mut rx, &signal).await
             }
@@ -203,17 +206,81 @@ impl Tee {
 
     async fn document(
         &self,
-        path: &str,
+        key: &str,
+        content_type: &str,
         rx: &mut mpsc::Receiver<Bytes>,
         signal: &TeeSignal,
     ) -> Result<(), GiveUp> {
         let body = self.collect(rx, signal).await?;
-        serde_json::from_slice::<&RawValue>(&body).map_err(|e| GiveUp("decode", e.to_string()))?;
+        let stored = super::document::encode(content_type, body);
+        if stored.first() != Some(&0) {
+            // Plain JSON: checked, as every JSON the store keeps.
+            serde_json::from_slice::<&RawValue>(&stored)
+                .map_err(|e| GiveUp("decode", e.to_string()))?;
+        }
         self.store
-            .put_nonresource(path, body)
+            .put_nonresource(key, stored)
             .await
             .map_err(store_err)?;
         self.metrics.cached("nonresource", 1);
+        Ok(())
+    }
+
+    /// A Table list with whole objects in its rows: they replace the scope, as a list would
+    /// (a paginated Table is not cached).
+    async fn table_list(
+        &self,
+        scope: &ListScope,
+        rx: &mut mpsc::Receiver<Bytes>,
+        signal: &TeeSignal,
+    ) -> Result<(), GiveUp> {
+        let body = self.collect(rx, signal).await?;
+        let mut table: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| GiveUp("decode", e.to_string()))?;
+        let meta = &table["metadata"];
+        if meta["continue"].as_str().is_some_and(|c| !c.is_empty()) {
+            return Err(GiveUp("partial", "a paginated Table".into()));
+        }
+        let resource_version = meta["resourceVersion"].as_str().unwrap_or("").to_owned();
+        let mut items = Vec::new();
+        let mut kind = String::new();
+        let rows = match table["rows"].take() {
+            serde_json::Value::Array(rows) => rows,
+            _ => Vec::new(),
+        };
+        for mut row in rows {
+            let object = row["object"].take();
+            if object["metadata"].is_null() || object["kind"] == "PartialObjectMetadata" {
+                return Err(GiveUp("decode", "a Table row without its object".into()));
+            }
+            if kind.is_empty() {
+                kind = object["kind"].as_str().unwrap_or("").to_owned();
+            }
+            let json = Bytes::from(object.to_string());
+            if let Some(object) = storable(&scope.gvr, json)? {
+                items.push(object);
+            }
+        }
+        let api_version = if scope.gvr.group.is_empty() {
+            scope.gvr.version.clone()
+        } else {
+            format!("{}/{}", scope.gvr.group, scope.gvr.version)
+        };
+        let meta = ListMeta {
+            resource_version,
+            kind: if kind.is_empty() {
+                String::new()
+            } else {
+                format!("{kind}List")
+            },
+            api_version,
+            completed_at_ms: unix_ms(),
+        };
+        self.store
+            .replace_list(scope, meta, items)
+            .await
+            .map_err(store_err)?;
+        self.metrics.cached("list", 1);
         Ok(())
     }
 

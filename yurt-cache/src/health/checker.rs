@@ -5,7 +5,7 @@ use futures::future::join_all;
 use http::Uri;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use super::lease;
 use super::{HealthMetrics, HealthSnapshot, ServerHealth};
@@ -15,8 +15,11 @@ use crate::upstream::UpstreamClient;
 /// How the [`HealthChecker`] probes.
 #[derive(Debug, Clone)]
 pub struct HealthConfig {
-    /// Time between probe rounds (`--heartbeat-interval-seconds`, 10 s).
+    /// Time between probes of a healthy server (`--heartbeat-interval-seconds`, 10 s).
     pub interval: Duration,
+    /// Time between probes of an unhealthy server (1 s, stretched by a random 0-20 % so
+    /// many hubs do not probe in step), so a restored link is used within about two of them.
+    pub retry_interval: Duration,
     /// Bound on each request of a probe (`--heartbeat-timeout-seconds`, 2 s).
     pub timeout: Duration,
     /// Consecutive successes that make an unhealthy server healthy
@@ -28,8 +31,9 @@ pub struct HealthConfig {
     pub probe: Probe,
     /// Where probe outcomes and health are counted.
     pub metrics: HealthMetrics,
-    /// When set and kubelet is not [alive](KubeletLiveness::is_alive), every probe fails
-    /// without contacting the server (§1.9 kubelet liveness coupling).
+    /// When set and kubelet is not [alive](KubeletLiveness::is_alive), a [`Probe::Lease`]
+    /// probe does not renew the node Lease and probes `/readyz` instead: kubelet's liveness
+    /// decides whether the node looks alive to the cloud, never whether the cloud is reachable.
     pub kubelet_liveness: Option<KubeletLiveness>,
 }
 
@@ -47,6 +51,7 @@ impl HealthConfig {
     fn with_probe(probe: Probe) -> Self {
         HealthConfig {
             interval: Duration::from_secs(10),
+            retry_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(2),
             healthy_threshold: 2,
             unhealthy_threshold: 1,
@@ -62,6 +67,12 @@ impl HealthConfig {
         self
     }
 
+    /// Sets [`retry_interval`](Self::retry_interval).
+    pub fn retry_interval(mut self, d: Duration) -> Self {
+        self.retry_interval = d;
+        self
+    }
+
     /// Sets [`timeout`](Self::timeout).
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = d;
@@ -74,9 +85,10 @@ impl HealthConfig {
         self
     }
 
-    /// Couples health to kubelet's liveness: while `liveness` says kubelet is dead, every probe
-    /// fails without contacting the server, so the node Lease is no longer renewed and every
-    /// server turns unhealthy (a dead kubelet still makes the node NotReady).
+    /// Couples the node heartbeat to kubelet's liveness: while `liveness` says kubelet is dead,
+    /// the node Lease is no longer renewed (a dead kubelet still makes the node NotReady) and
+    /// each server is probed with `GET /readyz` instead, so the hub keeps proxying for
+    /// whatever else runs on the node.
     pub fn kubelet_liveness(mut self, liveness: KubeletLiveness) -> Self {
         self.kubelet_liveness = Some(liveness);
         self
@@ -160,7 +172,7 @@ impl HealthChecker {
         self.rx.borrow().clone()
     }
 
-    /// Starts a probe round now instead of at the next interval (at most one is queued).
+    /// Probes every server now instead of when each is next due (at most one is queued).
     pub fn probe_now(&self) {
         self.wake.notify_one();
     }
@@ -188,7 +200,9 @@ impl Drop for HealthChecker {
     }
 }
 
-/// The task: a round per tick (or per [`HealthChecker::probe_now`]) until stopped.
+/// The task: probes each server when it is due (healthy servers every
+/// [`HealthConfig::interval`], unhealthy ones every jittered [`HealthConfig::retry_interval`]),
+/// or all of them on [`HealthChecker::probe_now`], until stopped.
 async fn run(
     client: UpstreamClient,
     config: HealthConfig,
@@ -202,41 +216,77 @@ async fn run(
         .iter()
         .map(|s| s.server.clone())
         .collect();
-    let mut ticker = tokio::time::interval(config.interval.max(Duration::from_millis(1)));
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let start = Instant::now();
+    // When each server is next probed; every server is due at once.
+    let mut due = vec![start; servers.len()];
+    // When the last failed probe of each server started: the link was down then, so the time
+    // from it to healthy bounds the time from the link's return to the hub using it.
+    let mut failed_at: Vec<Option<Instant>> = vec![None; servers.len()];
     loop {
-        tokio::select! {
+        let next = due.iter().copied().min().unwrap_or(start + config.interval);
+        let all = tokio::select! {
             _ = &mut stopped => return,
-            _ = ticker.tick() => {}
-            _ = wake.notified() => {}
-        }
-        let probes = servers.iter().map(|server| probe(&client, server, &config));
+            _ = tokio::time::sleep_until(next) => false,
+            _ = wake.notified() => true,
+        };
+        let now = Instant::now();
+        let chosen: Vec<usize> = (0..servers.len())
+            .filter(|&i| all || due[i] <= now)
+            .collect();
+        let probes = chosen.iter().map(|&i| probe(&client, &servers[i], &config));
         let outcomes = tokio::select! {
             _ = &mut stopped => return,
             outcomes = join_all(probes) => outcomes,
         };
-        let now = Instant::now();
+        let done = Instant::now();
         tx.send_modify(|snapshot| {
-            let first = snapshot.round == 0;
             snapshot.round += 1;
-            for (state, outcome) in snapshot.servers.iter_mut().zip(outcomes) {
-                apply(state, outcome, first, &config, now);
+            for (&i, outcome) in chosen.iter().zip(outcomes) {
+                let state = &mut snapshot.servers[i];
+                let was_healthy = state.healthy;
+                apply(state, outcome, &config, done);
+                if !outcome {
+                    failed_at[i] = Some(now);
+                } else if state.healthy
+                    && !was_healthy
+                    && let Some(failed) = failed_at[i].take()
+                {
+                    let recovery = done.saturating_duration_since(failed);
+                    tracing::info!(server = %state.server, ?recovery, "upstream healthy again");
+                    config
+                        .metrics
+                        .record_recovery(&state.server.to_string(), recovery);
+                }
                 config
                     .metrics
                     .record(&state.server.to_string(), outcome, state.healthy);
+                due[i] = done
+                    + if state.healthy {
+                        config.interval.max(Duration::from_millis(1))
+                    } else {
+                        retry_delay(config.retry_interval)
+                    };
             }
         });
     }
 }
 
+/// `base` stretched by a random 0-20 %, at least 1 ms.
+fn retry_delay(base: Duration) -> Duration {
+    base.max(Duration::from_millis(1))
+        .mul_f64(1.0 + 0.2 * crate::local::random_fraction())
+}
+
 async fn probe(client: &UpstreamClient, server: &Uri, config: &HealthConfig) -> bool {
-    if let Some(liveness) = &config.kubelet_liveness
-        && !liveness.is_alive()
-    {
-        tracing::debug!(%server, "health probe failed: kubelet has not renewed its lease");
-        return false;
-    }
+    let kubelet_dead = config
+        .kubelet_liveness
+        .as_ref()
+        .is_some_and(|l| !l.is_alive());
     let result = match &config.probe {
+        Probe::Lease(_) if kubelet_dead => {
+            tracing::debug!(%server, "kubelet has not renewed its lease: probing /readyz");
+            lease::readyz(client, server, config.timeout).await
+        }
         Probe::Lease(lease) => lease::renew(client, server, lease, config.timeout).await,
         Probe::Readyz => lease::readyz(client, server, config.timeout).await,
     };
@@ -250,7 +300,9 @@ async fn probe(client: &UpstreamClient, server: &Uri, config: &HealthConfig) -> 
 }
 
 /// Folds one probe outcome into a server's state (upstream's threshold rules).
-fn apply(state: &mut ServerHealth, ok: bool, first: bool, config: &HealthConfig, now: Instant) {
+fn apply(state: &mut ServerHealth, ok: bool, config: &HealthConfig, now: Instant) {
+    // Never probed before: one success is enough.
+    let first = state.successes == 0 && state.failures == 0 && !state.healthy;
     if ok {
         state.successes = state.successes.saturating_add(1);
         state.failures = 0;
@@ -280,20 +332,36 @@ mod tests {
         let now = Instant::now();
         let mut s =
             HealthSnapshot::unprobed(["https://a:6443".parse().unwrap()]).servers[0].clone();
-        apply(&mut s, true, true, &config, now);
-        assert!(s.healthy, "one success in the first round is enough");
-        apply(&mut s, false, false, &config, now);
+        apply(&mut s, true, &config, now);
+        assert!(s.healthy, "one success in the first probe is enough");
+        apply(&mut s, false, &config, now);
         assert!(!s.healthy, "one failure makes it unhealthy");
-        apply(&mut s, true, false, &config, now);
+        apply(&mut s, true, &config, now);
         assert!(!s.healthy, "one success is not enough afterwards");
-        apply(&mut s, true, false, &config, now);
+        apply(&mut s, true, &config, now);
         assert!(s.healthy);
-        apply(&mut s, false, true, &config, now);
+        apply(&mut s, false, &config, now);
         assert!(!s.healthy);
-        apply(&mut s, false, false, &config, now);
-        apply(&mut s, true, false, &config, now);
-        apply(&mut s, false, false, &config, now);
-        apply(&mut s, true, false, &config, now);
+        apply(&mut s, false, &config, now);
+        apply(&mut s, true, &config, now);
+        apply(&mut s, false, &config, now);
+        apply(&mut s, true, &config, now);
         assert!(!s.healthy, "the successes must be consecutive");
+        let mut never =
+            HealthSnapshot::unprobed(["https://a:6443".parse().unwrap()]).servers[0].clone();
+        apply(&mut never, false, &config, now);
+        apply(&mut never, true, &config, now);
+        assert!(!never.healthy, "a first failure makes the threshold apply");
+    }
+
+    #[test]
+    fn retries_are_jittered_up_to_a_fifth() {
+        for _ in 0..100 {
+            let d = retry_delay(Duration::from_secs(1));
+            assert!(
+                d >= Duration::from_secs(1) && d <= Duration::from_millis(1200),
+                "{d:?}"
+            );
+        }
     }
 }

@@ -29,10 +29,11 @@
 //! # Kubelet liveness
 //!
 //! [`KubeletLiveness`] remembers when kubelet last renewed; given to the health checker
-//! ([`HealthConfig::kubelet_liveness`](crate::health::HealthConfig::kubelet_liveness)) it makes
-//! every probe fail without contacting the server once kubelet has not renewed within the grace
-//! period (`--kubelet-health-grace-period`): the node Lease is then no longer renewed and every
-//! server turns unhealthy, so a dead kubelet still makes the node NotReady. **Start-up rule:**
+//! ([`HealthConfig::kubelet_liveness`](crate::health::HealthConfig::kubelet_liveness)) it stops
+//! the node Lease renewal once kubelet has not renewed within the grace period
+//! (`--kubelet-health-grace-period`), so a dead kubelet still makes the node NotReady; the
+//! checker then probes `/readyz` instead, so the servers' health (and the proxying) never
+//! depends on kubelet. **Start-up rule:**
 //! creating a `KubeletLiveness` counts as a renewal — kubelet may start after the hub, so it is
 //! alive for the first grace period even without a renewal, and dead afterwards until it renews.
 //!

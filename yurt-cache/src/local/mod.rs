@@ -11,7 +11,7 @@
 //! | --- | --- |
 //! | get | the cached object (`/status` too); 404 Status if absent |
 //! | list | the component's cached objects of the resource and namespace, with the request's label and field selectors applied here; `metadata.resourceVersion` = highest item resourceVersion; kubelet's pod list with nothing cached is 404, not an empty list (an empty list would make kubelet kill every pod); another empty scope is an empty list if that scope was listed, else 503 with `Retry-After` (never listed: the cache cannot tell "none" from "unknown") |
-//! | watch | stays open; delivers the events of local writes (below) that match it, BOOKMARKs when asked (every [`LocalConfig::bookmark_interval`]), the initial events of a `sendInitialEvents` watch; ends at `timeoutSeconds`, or at `--min-request-timeout` x random[1,2) like kube-apiserver, and as soon as a server turns healthy again (clients then re-list upstream) |
+//! | watch | stays open; delivers the events of local writes (below) that match it, BOOKMARKs when asked (every [`LocalConfig::bookmark_interval`]), ADDED events for the cached state first when `sendInitialEvents=true` or (as kube-apiserver v1.36 defaults it) when `resourceVersion` is unset or `"0"`, closed by the `initial-events-end` BOOKMARK when `sendInitialEvents=true` asked for it with bookmarks allowed; option combinations the apiserver rejects get its 422 wording; ends at `timeoutSeconds`, or at `--min-request-timeout` x random[1,2) like kube-apiserver, and as soon as a server turns healthy again (clients then re-list upstream) |
 //! | create | echoed back as created (201) with a generated name for `generateName`, a uid and a creation time; Events are also appended to the journal for upload, other kinds are not (their controllers re-create them) and are not cached |
 //! | update / patch | applied to the cached copy (update with the resourceVersion precondition; merge, JSON and strategic merge patch through [`yurt_core::patch`]; on `/status` only `status` changes), stored together with a journal entry in one durable transaction, returned, and sent to open local watches as MODIFIED |
 //! | delete, deletecollection | 403 Status: the cloud must decide |
@@ -54,6 +54,8 @@ mod journal;
 mod metrics;
 mod read;
 mod watch;
+
+pub(crate) use watch::WatchPlan;
 mod write;
 
 use std::sync::Arc;
@@ -244,8 +246,34 @@ impl LocalServer {
             "serving from the local cache"
         );
         if !info.is_resource_request {
-            return read::document(&self.inner, &info).await;
+            return read::document(&self.inner, &info, req.headers()).await;
         }
+        // kubectl's `get` asks for a server-side Table first: build it from the cached objects.
+        let table = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(yurt_core::table::wants_table)
+            .then(|| yurt_core::table::IncludeObject::from_query(req.uri().query()));
+        match (&info.verb, table) {
+            (Verb::Get, Some(include)) => {
+                let resp = read::get(&self.inner, &info, &component).await;
+                read::as_table(&self.inner, resp, &info, include, false).await
+            }
+            (Verb::List, Some(include)) => {
+                let resp = read::list(&self.inner, &info, &component).await;
+                read::as_table(&self.inner, resp, &info, include, true).await
+            }
+            _ => self.serve_plain(req, info, component).await,
+        }
+    }
+
+    async fn serve_plain(
+        &self,
+        req: Request<Body>,
+        info: RequestInfo,
+        component: String,
+    ) -> Response<Body> {
         match info.verb {
             Verb::Get => read::get(&self.inner, &info, &component).await,
             Verb::List => read::list(&self.inner, &info, &component).await,
@@ -259,7 +287,7 @@ impl LocalServer {
                 "the cloud is unreachable, and deletes are not served from the edge cache",
             )
             .to_response(),
-            _ => Status::method_not_supported(&info.api_group, &info.resource, verb.as_str())
+            _ => Status::method_not_supported(&info.api_group, &info.resource, info.verb.as_str())
                 .to_response(),
         }
     }
@@ -296,7 +324,7 @@ fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 
 /// A number in [0, 1) that differs between calls (for jittered deadlines and generated
 /// names); not cryptographic.
-fn random_fraction() -> f64 {
+pub(crate) fn random_fraction() -> f64 {
     (random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 

@@ -54,13 +54,95 @@ pub(super) async fn get(inner: &Arc<Inner>, info: &RequestInfo, component: &str)
     }
 }
 
-/// A non-resource document from the store; 404 if it was never fetched.
-pub(super) async fn document(inner: &Arc<Inner>, info: &RequestInfo) -> Response<Body> {
-    match inner.store.get_nonresource(&info.path).await {
-        Ok(Some(body)) => json_response(StatusCode::OK, body),
-        Ok(None) => Status::path_not_found().to_response(),
-        Err(e) => store_failure(e),
+/// A non-resource document from the store, in the form the client's `Accept` asks for (or
+/// the plain form when it also takes JSON), with the content type it was answered with; 404
+/// if it was never fetched.
+pub(super) async fn document(
+    inner: &Arc<Inner>,
+    info: &RequestInfo,
+    headers: &http::HeaderMap,
+) -> Response<Body> {
+    use crate::cache::document;
+    let form = document::form(headers);
+    let mut keys = vec![document::key(&info.path, form.as_deref())];
+    if form.is_some() && document::takes_json(headers) {
+        keys.push(document::key(&info.path, None));
     }
+    for key in keys {
+        match inner.store.get_nonresource(&key).await {
+            Ok(Some(stored)) => {
+                let (content_type, body) = document::decode(stored);
+                let mut resp = json_response(StatusCode::OK, body);
+                if let Ok(v) = http::HeaderValue::from_str(&content_type) {
+                    resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
+                }
+                return resp;
+            }
+            Ok(None) => {}
+            Err(e) => return store_failure(e),
+        }
+    }
+    Status::path_not_found().to_response()
+}
+
+/// Largest offline answer turned into a Table.
+const MAX_TABLE_SOURCE: usize = 64 << 20;
+
+/// A successful offline get or list answer as a server-side Table (see
+/// [`yurt_core::table`]); an error answer is returned as it is.
+pub(super) async fn as_table(
+    inner: &Arc<Inner>,
+    resp: Response<Body>,
+    info: &RequestInfo,
+    include: yurt_core::table::IncludeObject,
+    list: bool,
+) -> Response<Body> {
+    use http_body_util::BodyExt;
+    if resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let limited = http_body_util::Limited::new(resp.into_body(), MAX_TABLE_SOURCE);
+    let bytes = match tokio::time::timeout(inner.store.op_timeout(), limited.collect()).await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) => return Status::internal(e).to_response(),
+        Err(_) => return store_failure(StoreError::Timeout(inner.store.op_timeout())),
+    };
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Status::internal("a cached answer is not JSON").to_response();
+    };
+    let (objects, rv) = if list {
+        let rv = doc["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        (
+            match doc["items"].take() {
+                serde_json::Value::Array(items) => items,
+                _ => Vec::new(),
+            },
+            rv,
+        )
+    } else {
+        let rv = doc["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        (vec![doc], rv)
+    };
+    let table = yurt_core::table::table(
+        &info.api_group,
+        &info.resource,
+        &objects,
+        include,
+        &rv,
+        std::time::SystemTime::now(),
+    );
+    let mut resp = json_response(StatusCode::OK, table.to_string());
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(yurt_core::table::TABLE_CONTENT_TYPE),
+    );
+    resp
 }
 
 /// What the list producer sends.
@@ -306,6 +388,7 @@ pub(super) async fn object_kind(inner: &Arc<Inner>, gvr: &Gvr, component: &str) 
     };
     let from_discovery = async {
         let doc = inner.store.get_nonresource(&path).await.ok().flatten()?;
+        let (_, doc) = crate::cache::document::decode(doc);
         let v: serde_json::Value = serde_json::from_slice(&doc).ok()?;
         v["resources"]
             .as_array()?

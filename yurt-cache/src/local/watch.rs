@@ -12,6 +12,7 @@ use http_body::Frame;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{broadcast, mpsc, watch as tokio_watch};
 use tokio::time::{Interval, MissedTickBehavior, Sleep};
+use yurt_core::request::ListOptions;
 use yurt_core::{RequestInfo, Status};
 
 use super::endpoints;
@@ -25,6 +26,95 @@ use crate::store::{Gvr, ListScope, RedbStore, rv};
 /// Initial events (`sendInitialEvents`) are read from the store in batches of this many.
 const INITIAL_BATCH: usize = 256;
 
+/// How a watch starts, once its options are defaulted and validated as kube-apiserver v1.36
+/// does (the WatchList feature is on there by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WatchPlan {
+    /// ADDED events for the current state come first.
+    pub(crate) initial: bool,
+    /// The initial events end with a BOOKMARK annotated `k8s.io/initial-events-end`.
+    pub(crate) end_bookmark: bool,
+}
+
+impl WatchPlan {
+    /// Defaults and validates a watch's options. A watch from `resourceVersion` unset or `"0"`
+    /// without `sendInitialEvents` or `resourceVersionMatch` is a streaming list
+    /// (`sendInitialEvents=true`, `resourceVersionMatch=NotOlderThan`); an explicit
+    /// `sendInitialEvents` needs `resourceVersionMatch=NotOlderThan` and a
+    /// `resourceVersionMatch` needs `sendInitialEvents`. Only an explicit
+    /// `sendInitialEvents=true` with bookmarks allowed ends its initial events with the
+    /// `initial-events-end` bookmark (a legacy watch from `0` gets plain periodic bookmarks, as
+    /// v1.36 sends them); without bookmarks the initial events simply end. Invalid
+    /// combinations are the apiserver's 422 `ListOptions.meta.k8s.io` Status.
+    pub(crate) fn of(o: &ListOptions) -> Result<WatchPlan, Box<Status>> {
+        let legacy = matches!(o.resource_version.as_deref(), None | Some("" | "0"));
+        let matching = o
+            .resource_version_match
+            .as_deref()
+            .filter(|m| !m.is_empty());
+        let (send, matching) = match (o.send_initial_events, matching) {
+            (None, None) if legacy => (Some(true), Some(NOT_OLDER_THAN)),
+            other => other,
+        };
+        let mut errors: Vec<(&str, &str, String)> = Vec::new();
+        if send.is_some() && matching != Some(NOT_OLDER_THAN) {
+            errors.push((
+                "FieldValueForbidden",
+                "Forbidden",
+                format!(
+                    "sendInitialEvents requires setting resourceVersionMatch to {NOT_OLDER_THAN}"
+                ),
+            ));
+        }
+        if let Some(m) = matching {
+            if send.is_none() {
+                errors.push((
+                    "FieldValueForbidden",
+                    "Forbidden",
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
+                        .to_owned(),
+                ));
+            }
+            if m != NOT_OLDER_THAN {
+                errors.push((
+                    "FieldValueNotSupported",
+                    "Unsupported value",
+                    format!("\"{m}\": supported values: \"{NOT_OLDER_THAN}\""),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Box::new(invalid_list_options(&errors)));
+        }
+        Ok(WatchPlan {
+            initial: send == Some(true),
+            end_bookmark: o.send_initial_events == Some(true) && o.allow_watch_bookmarks,
+        })
+    }
+}
+
+const NOT_OLDER_THAN: &str = "NotOlderThan";
+
+/// The apiserver's 422 for invalid list options: every error of field `resourceVersionMatch`
+/// as `(cause reason, error type, detail)`, joined as field.ErrorList prints them.
+fn invalid_list_options(errors: &[(&str, &str, String)]) -> Status {
+    const FIELD: &str = "resourceVersionMatch";
+    let each: Vec<String> = errors
+        .iter()
+        .map(|(_, kind, detail)| format!("{FIELD}: {kind}: {detail}"))
+        .collect();
+    let why = if each.len() == 1 {
+        each[0].clone()
+    } else {
+        format!("[{}]", each.join(", "))
+    };
+    let mut status = Status::invalid("meta.k8s.io", "ListOptions", "", &why);
+    for (reason, kind, detail) in errors {
+        status = status.with_cause(reason, FIELD, &format!("{kind}: {detail}"));
+    }
+    status
+}
+
 /// An offline watch.
 pub(super) async fn watch(
     inner: &Arc<Inner>,
@@ -37,15 +127,10 @@ pub(super) async fn watch(
         Ok(s) => s,
         Err(status) => return status.to_response(),
     };
-    if o.send_initial_events == Some(true) && !o.allow_watch_bookmarks {
-        return Status::invalid(
-            "",
-            "ListOptions",
-            "",
-            "sendInitialEvents: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
-        )
-        .to_response();
-    }
+    let plan = match WatchPlan::of(o) {
+        Ok(plan) => plan,
+        Err(status) => return status.to_response(),
+    };
     // Subscribe before reading anything, so no local write can fall between the two.
     let events = inner.events.subscribe();
     let mut health = inner.health.clone();
@@ -60,7 +145,7 @@ pub(super) async fn watch(
     let kind = object_kind(inner, &gvr, component)
         .await
         .unwrap_or_default();
-    let initial = (o.send_initial_events == Some(true)).then(|| initial_events(inner, &scope));
+    let initial = plan.initial.then(|| initial_events(inner, &scope));
     let start_rv = match o.resource_version.as_deref() {
         Some(rv) if !rv.is_empty() && rv != "0" => rv.to_owned(),
         _ => current_rv(&inner.store, &scope).await,
@@ -82,6 +167,7 @@ pub(super) async fn watch(
         deadline: Box::pin(tokio::time::sleep(timeout)),
         bookmarks: o.allow_watch_bookmarks.then_some(bookmarks),
         initial,
+        end_bookmark: plan.end_bookmark,
         pending: VecDeque::new(),
         closing: inner.closing.subscribe(),
         last_rv: start_rv,
@@ -133,6 +219,8 @@ struct State {
     bookmarks: Option<Interval>,
     /// Items of a `sendInitialEvents` watch still to send.
     initial: Option<mpsc::Receiver<Vec<Bytes>>>,
+    /// Whether the initial events end with the `initial-events-end` bookmark.
+    end_bookmark: bool,
     /// Lines ready to send.
     pending: VecDeque<Bytes>,
     closing: tokio_watch::Receiver<bool>,
@@ -161,7 +249,9 @@ impl State {
                     }
                     None => {
                         self.initial = None;
-                        self.pending.push_back(self.bookmark(true));
+                        if self.end_bookmark {
+                            self.pending.push_back(self.bookmark(true));
+                        }
                     }
                 }
                 continue;
@@ -386,4 +476,81 @@ async fn current_rv(store: &RedbStore, scope: &ListScope) -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "0".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(query: &[(&str, &str)]) -> Result<WatchPlan, Box<Status>> {
+        let mut o = ListOptions {
+            watch: true,
+            ..ListOptions::default()
+        };
+        for (k, v) in query {
+            match *k {
+                "resourceVersion" => o.resource_version = Some((*v).to_owned()),
+                "resourceVersionMatch" => o.resource_version_match = Some((*v).to_owned()),
+                "sendInitialEvents" => o.send_initial_events = Some(*v == "true"),
+                "allowWatchBookmarks" => o.allow_watch_bookmarks = *v == "true",
+                _ => unreachable!(),
+            }
+        }
+        WatchPlan::of(&o)
+    }
+
+    #[test]
+    fn legacy_watches_start_with_the_current_state() {
+        let p = plan(&[]).unwrap();
+        assert!(p.initial && !p.end_bookmark);
+        let p = plan(&[("resourceVersion", "0"), ("allowWatchBookmarks", "true")]).unwrap();
+        assert!(p.initial && !p.end_bookmark);
+        let p = plan(&[
+            ("sendInitialEvents", "true"),
+            ("resourceVersionMatch", "NotOlderThan"),
+            ("allowWatchBookmarks", "true"),
+        ])
+        .unwrap();
+        assert!(p.initial && p.end_bookmark);
+        let p = plan(&[("resourceVersion", "12")]).unwrap();
+        assert!(!p.initial);
+        let p = plan(&[
+            ("sendInitialEvents", "false"),
+            ("resourceVersionMatch", "NotOlderThan"),
+        ])
+        .unwrap();
+        assert!(!p.initial);
+    }
+
+    #[test]
+    fn invalid_combinations_use_the_apiservers_wording() {
+        let st = plan(&[("sendInitialEvents", "true")]).unwrap_err();
+        assert_eq!(st.code, 422);
+        assert_eq!(
+            st.message,
+            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: \
+             sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+        );
+        let st = plan(&[
+            ("resourceVersion", "5"),
+            ("resourceVersionMatch", "NotOlderThan"),
+        ])
+        .unwrap_err();
+        assert!(st.message.ends_with(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless \
+             sendInitialEvents is provided"
+        ));
+        let st = plan(&[
+            ("sendInitialEvents", "true"),
+            ("resourceVersionMatch", "Exact"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            st.message,
+            "ListOptions.meta.k8s.io \"\" is invalid: [resourceVersionMatch: Forbidden: \
+             sendInitialEvents requires setting resourceVersionMatch to NotOlderThan, \
+             resourceVersionMatch: Unsupported value: \"Exact\": supported values: \"NotOlderThan\"]"
+        );
+        assert_eq!(st.details.causes.len(), 2);
+    }
 }

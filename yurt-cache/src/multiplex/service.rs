@@ -462,7 +462,11 @@ fn watch(
 ) -> Response<Body> {
     let opts = &info.options;
     let bookmarks = opts.allow_watch_bookmarks;
-    let initial = opts.send_initial_events.unwrap_or(rv.is_none());
+    let plan = match crate::local::WatchPlan::of(opts) {
+        Ok(plan) => plan,
+        Err(status) => return status_response(&status),
+    };
+    let initial = plan.initial;
     let timeout = match opts.timeout_seconds {
         Some(s) if s > 0 => Duration::from_secs(s.unsigned_abs()),
         _ => feed::jitter(config.min_request_timeout),
@@ -509,7 +513,7 @@ fn watch(
                 }
             }
             fanned.inc_by(snapshot.items.len() as u64);
-            if opts.send_initial_events == Some(true) && bookmarks {
+            if plan.end_bookmark {
                 let obj = bookmark_object(&kind, &api_version, snapshot.rv, true);
                 b.extend_from_slice(&event_line("BOOKMARK", &obj));
             }

@@ -21,8 +21,15 @@
 //!    (another 4xx), and `retry` (5xx, 429 or no answer: the pass stops there, keeping the
 //!    order, and retries after [`ResyncConfig::retry_interval`] while a server stays healthy).
 //!    An entry leaves the journal only once its outcome is final.
-//! 3. **Non-resource documents are refreshed**: every stored `/version`, discovery and
-//!    OpenAPI document is fetched again and replaced.
+//! 3. **Non-resource documents are fetched**, so offline `kubectl version`, discovery and
+//!    `kubectl apply` work even if no client asked for them while online: `/version`, legacy
+//!    discovery (`/api`, `/apis`, `/api/v1` and every group version `/apis` lists), aggregated
+//!    discovery of `/api` and `/apis` in the form kubectl asks for, the OpenAPI v3 root and
+//!    every group document its `paths` list (skipped when its `?hash=` is the one already
+//!    stored by this task); then every other stored document (each in its stored form) is
+//!    fetched again. Each answer is stored as sent, with its content type (see
+//!    the cache layer's document forms). At most [`ResyncConfig::max_documents`] requests a
+//!    pass, one at a time, each bounded by [`ResyncConfig::request_timeout`].
 //! 4. **Pod garbage collection**, in the first pass after start-up only (upstream §1.19):
 //!    kubelet's cached pods that the cloud no longer has on this node (list with
 //!    `fieldSelector=spec.nodeName=<node>`) are dropped from the cache, never all of them at
@@ -39,6 +46,7 @@
 mod metrics;
 mod replay;
 
+use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -54,6 +62,37 @@ pub use metrics::{ReplayLabels, ResyncMetrics};
 use crate::body::Body;
 use crate::health::HealthSnapshot;
 use crate::store::{Gvr, ListScope, ObjectKey, RedbStore, Store};
+
+/// The `Accept` kubectl sends for aggregated discovery (`/api`, `/apis`).
+pub(crate) const AGGREGATED_DISCOVERY: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+
+/// The documents `/apis` (legacy discovery: every group version) and the OpenAPI v3 root
+/// (`paths.*.serverRelativeURL`) link to, as (path and query, Accept).
+fn linked_documents(key: &str, body: &[u8]) -> Vec<(String, String)> {
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let json = || "application/json".to_owned();
+    if key == "/apis" {
+        doc["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["versions"].as_array().into_iter().flatten())
+            .filter_map(|v| v["groupVersion"].as_str())
+            .map(|gv| (format!("/apis/{gv}"), json()))
+            .collect()
+    } else {
+        doc["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, p)| p["serverRelativeURL"].as_str())
+            .filter(|u| u.starts_with("/openapi/v3/"))
+            .map(|u| (u.to_owned(), json()))
+            .collect()
+    }
+}
 
 /// The User-Agent of the hub's own resync requests.
 pub(crate) const USER_AGENT: &str = concat!("yurthub/", env!("CARGO_PKG_VERSION"));
@@ -71,6 +110,8 @@ pub struct ResyncConfig {
     pub gc_pods_on_start: bool,
     /// Largest document or pod list read (default 64 MiB).
     pub max_body_bytes: usize,
+    /// Most non-resource documents fetched in one pass (default 512).
+    pub max_documents: usize,
 }
 
 impl ResyncConfig {
@@ -82,6 +123,7 @@ impl ResyncConfig {
             retry_interval: Duration::from_secs(5),
             gc_pods_on_start: true,
             max_body_bytes: 64 << 20,
+            max_documents: 512,
         }
     }
 }
@@ -118,6 +160,7 @@ impl Resync {
             store,
             config,
             metrics: metrics.clone(),
+            openapi_fetched: Default::default(),
         };
         let task = tokio::spawn(worker.run(health, stopped));
         Resync {
@@ -160,6 +203,9 @@ struct Worker<S> {
     store: RedbStore,
     config: ResyncConfig,
     metrics: ResyncMetrics,
+    /// The OpenAPI v3 group documents stored so far, with the `?hash=` they were fetched at:
+    /// one whose hash is unchanged is not fetched again (they are large; edge links are thin).
+    openapi_fetched: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl<S> Worker<S>
@@ -232,6 +278,10 @@ where
     }
 
     fn get(path_and_query: &str) -> Request<Body> {
+        Self::get_as(path_and_query, "application/json")
+    }
+
+    fn get_as(path_and_query: &str, accept: &str) -> Request<Body> {
         let mut req = Request::new(Body::empty());
         *req.uri_mut() = path_and_query.parse().unwrap_or_default();
         let h = req.headers_mut();
@@ -241,35 +291,103 @@ where
         );
         h.insert(
             http::header::ACCEPT,
-            http::HeaderValue::from_static("application/json"),
+            http::HeaderValue::from_str(accept)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("application/json")),
         );
         req
     }
 
     async fn refresh_documents(&self) {
-        let paths = match self.store.read_snapshot(|s| s.nonresource_paths()).await {
+        use crate::cache::document;
+        let stored = match self.store.read_snapshot(|s| s.nonresource_paths()).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "resync: could not read the cached documents");
-                return;
+                Vec::new()
             }
         };
-        for path in paths {
-            let Some(resp) = self.send(Self::get(&path)).await else {
-                continue;
-            };
-            if !resp.status().is_success() {
-                tracing::debug!(%path, status = %resp.status(), "resync: document not refreshed");
+        // (path and query to GET, Accept); the prefetched set first, then what is stored.
+        let mut queue: VecDeque<(String, String)> = VecDeque::new();
+        for path in ["/version", "/api", "/apis", "/api/v1", "/openapi/v3"] {
+            queue.push_back((path.to_owned(), "application/json".to_owned()));
+        }
+        for path in ["/api", "/apis"] {
+            queue.push_back((path.to_owned(), AGGREGATED_DISCOVERY.to_owned()));
+        }
+        for key in &stored {
+            let (path, form) = document::split_key(key);
+            if path.starts_with("/openapi/v3/") {
+                // Group documents are refreshed through the root's links (with their hash).
                 continue;
             }
+            queue.push_back((
+                path.to_owned(),
+                form.unwrap_or("application/json").to_owned(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut budget = self.config.max_documents;
+        while let Some((target, accept)) = queue.pop_front() {
+            let path = target.split('?').next().unwrap_or_default().to_owned();
+            let key = document::key(&path, document::form_of(&accept).as_deref());
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            if budget == 0 {
+                tracing::debug!(%key, "resync: document budget spent; not fetched");
+                continue;
+            }
+            let hash = target
+                .split_once('?')
+                .filter(|_| path.starts_with("/openapi/v3/"))
+                .map(|(_, q)| q.to_owned());
+            if let Some(hash) = &hash
+                && self
+                    .openapi_fetched
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&key)
+                    == Some(hash)
+            {
+                continue;
+            }
+            budget -= 1;
+            let Some(resp) = self.send(Self::get_as(&target, &accept)).await else {
+                continue;
+            };
+            if !resp.status().is_success()
+                || resp.headers().contains_key(http::header::CONTENT_ENCODING)
+            {
+                tracing::debug!(%target, status = %resp.status(), "resync: document not fetched");
+                continue;
+            }
+            let content_type = resp
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(document::JSON)
+                .to_owned();
             let Some(body) = self.body(resp).await else {
                 continue;
             };
-            match self.store.put_nonresource(&path, body).await {
+            if key == "/apis" || key == "/openapi/v3" {
+                queue.extend(linked_documents(&key, &body));
+            }
+            match self
+                .store
+                .put_nonresource(&key, document::encode(&content_type, body))
+                .await
+            {
                 Ok(()) => {
                     self.metrics.documents.inc();
+                    if let Some(hash) = hash {
+                        self.openapi_fetched
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(key, hash);
+                    }
                 }
-                Err(e) => tracing::warn!(%path, error = %e, "resync: could not store a document"),
+                Err(e) => tracing::warn!(%key, error = %e, "resync: could not store a document"),
             }
         }
     }

@@ -37,6 +37,10 @@ pub enum Error {
     /// The TLS configuration could not be built (bad key, unusable CA certificate).
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    /// The client certificate and key cannot be used (why, in words an operator can act on;
+    /// the caller names the file).
+    #[error("unusable client certificate: {0}")]
+    ClientCert(String),
     /// A PEM document could not be read.
     #[error("reading PEM: {0}")]
     Pem(String),
@@ -58,7 +62,9 @@ impl Error {
             Error::Connect { .. } | Error::Upstream { .. } | Error::NoHealthyUpstream => {
                 Status::service_unavailable(self.to_string())
             }
-            Error::InvalidServer { .. } | Error::Tls(_) | Error::Pem(_) => Status::internal(self),
+            Error::InvalidServer { .. } | Error::Tls(_) | Error::Pem(_) | Error::ClientCert(_) => {
+                Status::internal(self)
+            }
         }
     }
 }

@@ -72,12 +72,21 @@ impl UpstreamConfig {
         self
     }
 
-    /// [`client_cert`](Self::client_cert) from PEM documents.
+    /// [`client_cert`](Self::client_cert) from PEM documents. The pair is checked at once
+    /// the way the TLS stack will use it, so an unusable certificate (an X.509 v1 one, a key
+    /// that is not the certificate's) is an [`Error::ClientCert`] saying why, at start-up.
     pub fn client_cert_pem(self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, Error> {
         let chain = CertificateDer::pem_slice_iter(cert_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::Pem(e.to_string()))?;
+        if chain.is_empty() {
+            return Err(Error::ClientCert(
+                "no CERTIFICATE block in the client certificate".into(),
+            ));
+        }
         let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| Error::Pem(e.to_string()))?;
+        rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider())
+            .map_err(client_cert_error)?;
         Ok(self.client_cert(chain, key))
     }
 
@@ -98,19 +107,46 @@ impl UpstreamConfig {
         for ca in &self.ca {
             roots.add(ca.clone())?;
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots);
         let mut config = match (&self.identity, with_identity) {
-            (Some((chain, key)), true) => {
-                builder.with_client_auth_cert(chain.clone(), key.clone_key())?
-            }
+            (Some((chain, key)), true) => builder
+                .with_client_auth_cert(chain.clone(), key.clone_key())
+                .map_err(client_cert_error)?,
             _ => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
+}
+
+/// The TLS crypto provider of every upstream connection.
+fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// Why rustls refuses a client certificate and key, in words an operator can act on.
+fn client_cert_error(e: rustls::Error) -> Error {
+    use rustls::{CertificateError, Error as E, InconsistentKeys};
+    let why = match &e {
+        E::InvalidCertificate(CertificateError::Other(other))
+            if format!("{other:?}").contains("UnsupportedCertVersion") =>
+        {
+            "it is an X.509 v1 certificate (no version and extensions), and the hub's TLS stack \
+             (rustls) accepts only v3 ones; a plain `openssl x509 -req` makes v1: sign it again \
+             with v3 extensions, e.g. `-extfile` with `extendedKeyUsage=clientAuth`"
+                .to_owned()
+        }
+        E::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+            "the private key does not belong to the certificate".to_owned()
+        }
+        E::InvalidCertificate(CertificateError::BadEncoding) => {
+            "the certificate is not valid DER X.509".to_owned()
+        }
+        other => format!("rustls refuses it: {other}"),
+    };
+    Error::ClientCert(why)
 }
 
 type PooledClient = Client<Connector, Body>;

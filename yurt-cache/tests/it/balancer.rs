@@ -29,7 +29,9 @@ struct Pair {
 async fn pair() -> Pair {
     let a = TestApiServer::start().await.unwrap();
     let b = TestApiServer::start().await.unwrap();
-    let config = HealthConfig::readyz().interval(Duration::from_secs(3600));
+    let config = HealthConfig::readyz()
+        .interval(Duration::from_secs(3600))
+        .retry_interval(Duration::from_secs(3600));
     let checker = HealthChecker::spawn(plain_client(), vec![uri(&a), uri(&b)], config);
     let mut rx = checker.subscribe();
     let s = wait_for(&mut rx, |s| s.round >= 1).await;

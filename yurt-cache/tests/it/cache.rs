@@ -36,7 +36,9 @@ struct Hub {
 
 async fn hub() -> Hub {
     let server = TestApiServer::start().await.unwrap();
-    let config = HealthConfig::readyz().interval(Duration::from_secs(3600));
+    let config = HealthConfig::readyz()
+        .interval(Duration::from_secs(3600))
+        .retry_interval(Duration::from_secs(3600));
     let checker = HealthChecker::spawn(plain_client(), vec![uri(&server)], config);
     let mut rx = checker.subscribe();
     crate::health::wait_for(&mut rx, |s| s.servers[0].healthy).await;
@@ -480,19 +482,45 @@ async fn accept_negotiation_asks_for_json_or_passes_through() {
     }
     assert!(get_stored(&h.store, &cms(), "c1").await.is_some());
 
-    // Table: passed through untouched, not cached.
+    // Table with includeObject left to the server: the Accept goes upstream untouched, the
+    // rows are asked with whole objects, and they are cached as the list of the scope.
     let table = "application/json;as=Table;v=v1;g=meta.k8s.io";
     let mut r = req("GET", CMS, KUBELET);
     r.headers_mut().insert("accept", table.parse().unwrap());
     let resp = h.send(r).await;
-    let status = resp.status().as_u16();
-    let _ = bytes(resp).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("as=Table")
+    );
+    let v: Value = serde_json::from_slice(&bytes(resp).await).unwrap();
+    assert_eq!(v["kind"], "Table");
+    assert_eq!(v["rows"][0]["cells"][0], "c1");
     h.settled().await;
     assert_eq!(h.upstream_accept(CMS).as_deref(), Some(table));
     let rec = h.server.traffic();
     let last = rec.records.iter().rev().find(|r| r.path == CMS).unwrap();
-    assert_eq!(last.status, status, "the apiserver's status passed through");
-    assert!(h.store.scopes("kubelet").await.unwrap().is_empty());
+    assert!(
+        last.query.contains("includeObject=Object"),
+        "{}",
+        last.query
+    );
+    assert_eq!(h.store.scopes("kubelet").await.unwrap().len(), 1);
+
+    // A Table asked with only metadata passes through as asked, not cached.
+    let mut r = req(
+        "GET",
+        &format!("{CMS}?includeObject=Metadata&labelSelector=x%3Dy"),
+        KUBELET,
+    );
+    r.headers_mut().insert("accept", table.parse().unwrap());
+    let resp = h.send(r).await;
+    assert_eq!(resp.status(), 200);
+    let _ = bytes(resp).await;
+    h.settled().await;
+    assert_eq!(h.store.scopes("kubelet").await.unwrap().len(), 1);
 
     // Protobuf only: passed through (the testkit answers 406), not cached.
     let mut r = req("GET", CMS, KUBELET);
@@ -506,7 +534,7 @@ async fn accept_negotiation_asks_for_json_or_passes_through() {
         h.upstream_accept(CMS).as_deref(),
         Some("application/vnd.kubernetes.protobuf")
     );
-    assert!(h.store.scopes("kubelet").await.unwrap().is_empty());
+    assert_eq!(h.store.scopes("kubelet").await.unwrap().len(), 1);
     h.shutdown().await;
 }
 
@@ -734,5 +762,216 @@ async fn a_tee_that_falls_behind_gives_up_without_touching_the_client_or_the_sco
         stored(&store, &all).await,
         [("old".to_owned(), "5".to_owned())]
     );
+    store.shutdown().await;
+}
+
+/// A real kube-apiserver answers the OpenAPI v3 root as `text/plain` and aggregated
+/// discovery with its own media type; the testkit serves neither, so an upstream answering as
+/// kube-apiserver v1.36 does stands in for it. Each document is stored in its form with its
+/// content type and served back so offline.
+#[tokio::test]
+async fn documents_keep_their_content_type_and_form_online_and_offline() {
+    use yurt_cache::health::HealthSnapshot;
+    use yurt_cache::local::{LocalConfig, LocalServer};
+    const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+    const KUBECTL_ACCEPT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::util::open(dir.path());
+    let mut snapshot = HealthSnapshot::unprobed(["http://apiserver:6443".parse().unwrap()]);
+    snapshot.servers[0].healthy = true;
+    let (health, rx) = tokio::sync::watch::channel(snapshot);
+    let local = LocalServer::new(store.clone(), rx, LocalConfig::new("node-1"));
+    let (_tx, agents) = tokio::sync::watch::channel(CacheAgents::defaults("node-1"));
+    let layer = CacheLayer::new(store.clone(), agents).serve_offline(local);
+    let apiserver = tower::service_fn(|req: Request<Body>| async move {
+        let accept = req
+            .headers()
+            .get("accept")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let (ct, body) = match req.uri().path() {
+            "/openapi/v3" => ("text/plain; charset=utf-8", r#"{"paths":{"api/v1":{}}}"#),
+            "/apis"
+                if accept
+                    .as_deref()
+                    .is_some_and(|a| a.contains("as=APIGroupDiscoveryList")) =>
+            {
+                (AGGREGATED, r#"{"kind":"APIGroupDiscoveryList","items":[]}"#)
+            }
+            _ => ("application/json", r#"{"kind":"APIGroupList","groups":[]}"#),
+        };
+        Ok::<_, std::convert::Infallible>(
+            Response::builder()
+                .header("content-type", ct)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+    });
+    let svc = ServiceBuilder::new()
+        .layer(RequestInfoLayer::new())
+        .layer(layer.clone())
+        .service(apiserver);
+    let get = |path: &str, accept: &str| {
+        Request::get(path)
+            .header("user-agent", KUBELET)
+            .header("accept", accept)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let fetch = |req: Request<Body>| {
+        let svc = svc.clone();
+        async move {
+            let resp = tokio::time::timeout(WAIT, svc.oneshot(req))
+                .await
+                .unwrap()
+                .unwrap();
+            let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+            (ct, String::from_utf8(bytes(resp).await.to_vec()).unwrap())
+        }
+    };
+    let online = [
+        fetch(get("/openapi/v3", "application/json, */*")).await,
+        fetch(get("/apis", KUBECTL_ACCEPT)).await,
+        fetch(get("/apis", "application/json")).await,
+    ];
+    eventually(|| {
+        let m = layer.metrics().clone();
+        async move { m.active_tees.get() == 0 }
+    })
+    .await;
+    let raw = store.get_nonresource("/openapi/v3").await.unwrap().unwrap();
+    assert!(raw.starts_with(b"\0text/plain; charset=utf-8\n"), "{raw:?}");
+
+    health.send_modify(|h| h.servers[0].healthy = false);
+    let offline = [
+        fetch(get("/openapi/v3", "application/json, */*")).await,
+        fetch(get("/apis", KUBECTL_ACCEPT)).await,
+        fetch(get("/apis", "application/json")).await,
+    ];
+    assert_eq!(offline, online);
+    assert_eq!(offline[0].0, "text/plain; charset=utf-8");
+    assert_eq!(offline[1].0, AGGREGATED);
+    assert!(offline[2].1.contains("APIGroupList"));
+    store.shutdown().await;
+}
+
+/// The reconnect pass fetches the OpenAPI v3 root and the group documents it links to, and
+/// on the next reconnect fetches a group document again only if its hash changed.
+#[tokio::test]
+async fn reconnects_fetch_openapi_group_documents_only_when_their_hash_changes() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use yurt_cache::health::HealthSnapshot;
+    use yurt_cache::resync::{Resync, ResyncConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::util::open(dir.path());
+    let (health, rx) =
+        tokio::sync::watch::channel(HealthSnapshot::unprobed(["http://apiserver:6443"
+            .parse()
+            .unwrap()]));
+    let hash = Arc::new(Mutex::new("h1".to_owned()));
+    let group_fetches = Arc::new(AtomicUsize::new(0));
+    let apiserver = tower::service_fn({
+        let hash = hash.clone();
+        let group_fetches = group_fetches.clone();
+        move |req: Request<Body>| {
+            let hash = hash.lock().unwrap().clone();
+            let group_fetches = group_fetches.clone();
+            async move {
+                let (code, ct, body) = match req.uri().path() {
+                    "/openapi/v3" => (
+                        200,
+                        "text/plain; charset=utf-8",
+                        json!({"paths": {"apis/apps/v1": {
+                            "serverRelativeURL": format!("/openapi/v3/apis/apps/v1?hash={hash}")}}})
+                        .to_string(),
+                    ),
+                    "/openapi/v3/apis/apps/v1" => {
+                        group_fetches.fetch_add(1, Ordering::SeqCst);
+                        (
+                            200,
+                            "application/json",
+                            json!({"openapi": "3.0.0", "hash": hash}).to_string(),
+                        )
+                    }
+                    _ => (404, "application/json", "{}".to_owned()),
+                };
+                Ok::<_, std::convert::Infallible>(
+                    Response::builder()
+                        .status(code)
+                        .header("content-type", ct)
+                        .body(Body::from(body))
+                        .unwrap(),
+                )
+            }
+        }
+    });
+    let mut config = ResyncConfig::new("node-1");
+    config.gc_pods_on_start = false;
+    let resync = Resync::spawn(apiserver, store.clone(), rx, config);
+    let passes = resync.metrics().passes.clone();
+    // The cloud drops and returns until the resync task has started a new pass and the group
+    // document is stored (a watch channel keeps only the latest value, so a drop the task did
+    // not see is simply repeated).
+    let reconnect = || {
+        let n = passes.get() + 1;
+        let passes = passes.clone();
+        let store = store.clone();
+        let health = &health;
+        async move {
+            eventually(|| {
+                let (passes, store) = (passes.clone(), store.clone());
+                async move {
+                    if passes.get() < n {
+                        health.send_modify(|h| h.servers[0].healthy = false);
+                        for _ in 0..10 {
+                            tokio::task::yield_now().await;
+                        }
+                        health.send_modify(|h| h.servers[0].healthy = true);
+                        return false;
+                    }
+                    store
+                        .get_nonresource("/openapi/v3/apis/apps/v1")
+                        .await
+                        .unwrap()
+                        .is_some()
+                }
+            })
+            .await;
+        }
+    };
+    reconnect().await;
+    // The pass is over once the last document it fetches is stored; the group document is
+    // fetched after the root.
+    let stored = store.get_nonresource("/openapi/v3").await.unwrap().unwrap();
+    assert!(stored.starts_with(b"\0text/plain"), "{stored:?}");
+    assert_eq!(group_fetches.load(Ordering::SeqCst), 1);
+    reconnect().await;
+    let first = store
+        .get_nonresource("/openapi/v3/apis/apps/v1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("h1"));
+    *hash.lock().unwrap() = "h2".to_owned();
+    reconnect().await;
+    eventually(|| {
+        let store = store.clone();
+        async move {
+            let doc = store
+                .get_nonresource("/openapi/v3/apis/apps/v1")
+                .await
+                .unwrap()
+                .unwrap();
+            String::from_utf8_lossy(&doc).contains("h2")
+        }
+    })
+    .await;
+    assert_eq!(
+        group_fetches.load(Ordering::SeqCst),
+        2,
+        "fetched again only for the new hash"
+    );
+    resync.shutdown().await;
     store.shutdown().await;
 }

@@ -1,5 +1,6 @@
 //! The health checker against TestApiServers: the Lease heartbeat, thresholds, go_down/come_up,
-//! the readyz probe on its own schedule, shutdown.
+//! the readyz probe on its own schedule, shutdown; and the running hub without any kubelet
+//! behind a ChaosLink: healthy while the cloud answers, and back on its own after a heal.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +10,7 @@ use yurt_cache::health::{
 };
 use yurt_testkit::TestApiServer;
 
-use crate::net::{WAIT, hub_client, plain_client, uri};
+use crate::net::{WAIT, bytes, hub_client, plain_client, send, uri};
 
 /// Waits (bounded) for a snapshot satisfying `f` and returns it.
 pub(crate) async fn wait_for(
@@ -76,7 +77,9 @@ async fn the_lease_heartbeat_tracks_a_server_going_down_and_coming_back() {
     let server = TestApiServer::builder().tls().start().await.unwrap();
     let client = hub_client(&server, "system:node:edge-1", &["system:nodes"]);
     // A long interval: after the first round, rounds run only when the test asks.
-    let config = HealthConfig::lease("edge-1").interval(Duration::from_secs(3600));
+    let config = HealthConfig::lease("edge-1")
+        .interval(Duration::from_secs(3600))
+        .retry_interval(Duration::from_secs(3600));
     let node = server
         .create_object(serde_json::json!({
             "apiVersion": "v1", "kind": "Node", "metadata": {"name": "edge-1"}
@@ -183,6 +186,7 @@ async fn a_server_that_never_answers_fails_its_probe_by_timeout() {
     let server = TestApiServer::start().await.unwrap();
     let config = HealthConfig::readyz()
         .interval(Duration::from_secs(3600))
+        .retry_interval(Duration::from_secs(3600))
         .timeout(Duration::from_millis(100));
     let checker = HealthChecker::spawn(plain_client(), vec![uri(&server)], config);
     let mut rx = checker.subscribe();
@@ -200,4 +204,81 @@ async fn a_server_that_never_answers_fails_its_probe_by_timeout() {
     round(&checker, &mut rx).await;
     assert!(round(&checker, &mut rx).await.servers[0].healthy);
     checker.shutdown().await;
+}
+
+/// The hub with no kubelet at all, behind a link that goes down and comes back. The heartbeat
+/// interval is an hour, so only the fast retry of an unhealthy server can bring it back, and
+/// kubelet's grace period has long passed by then, so only the `/readyz` fallback can succeed.
+#[tokio::test]
+async fn without_kubelet_the_hub_stays_healthy_and_returns_by_itself_after_a_heal() {
+    use yurt_cache::hub::{EdgeHub, EdgeHubConfig};
+    use yurt_testkit::chaos::ChaosLink;
+
+    let api = TestApiServer::builder().tls().start().await.unwrap();
+    let link = ChaosLink::start(api.addr()).await.unwrap();
+    let upstream = hub_client(&api, "system:node:edge-1", &["system:nodes"]);
+    let dir = tempfile::tempdir().unwrap();
+    let server: http::Uri = format!("https://{}", link.local_addr()).parse().unwrap();
+    let mut config = EdgeHubConfig::new("edge-1", vec![server.clone()], dir.path().join("c.redb"));
+    config.proxy_addr = "127.0.0.1:0".parse().unwrap();
+    config.admin_addr = "127.0.0.1:0".parse().unwrap();
+    config.health = HealthConfig::lease("edge-1")
+        .interval(Duration::from_secs(3600))
+        .timeout(Duration::from_millis(500));
+    config.kubelet_grace = Some(Duration::from_millis(200));
+    let hub = EdgeHub::start(config, upstream).await.unwrap();
+    let mut rx = hub.health();
+    wait_for(&mut rx, |s| s.any_healthy()).await;
+    let liveness = hub
+        .kubelet_liveness()
+        .expect("edge mode couples kubelet")
+        .clone();
+    tokio::time::timeout(WAIT, async {
+        while liveness.is_alive() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("kubelet's grace period passes");
+
+    link.cut();
+    hub.probe_now();
+    wait_for(&mut rx, |s| !s.any_healthy()).await;
+    api.reset_traffic();
+    link.heal();
+    // No probe_now: the unhealthy server is retried on its own.
+    let s = wait_for(&mut rx, |s| s.any_healthy()).await;
+    assert!(s.servers[0].successes >= 2, "{s:?}");
+    let traffic = api.traffic();
+    assert!(
+        traffic.records.iter().any(|r| r.path == "/readyz"),
+        "{traffic:?}"
+    );
+    assert!(
+        traffic.records.iter().all(|r| !r.path.contains("/leases")),
+        "kubelet is gone: the node Lease is left alone; {traffic:?}"
+    );
+
+    // The hub proxies again, with its own identity.
+    let proxy: http::Uri = format!("http://{}", hub.proxy_addr()).parse().unwrap();
+    let resp = send(
+        &plain_client(),
+        &proxy,
+        crate::net::get("/api/v1/namespaces"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+
+    // The recovery was measured.
+    let admin: http::Uri = format!("http://{}", hub.admin_addr()).parse().unwrap();
+    let resp = send(&plain_client(), &admin, crate::net::get("/metrics"))
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes(resp).await.to_vec()).unwrap();
+    let count = format!("yurt_cache_health_recovery_seconds_count{{server=\"{server}\"}} 1");
+    assert!(text.contains(&count), "{count} in {text}");
+
+    hub.shutdown().await;
+    link.shutdown().await;
 }

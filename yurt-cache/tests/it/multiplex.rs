@@ -55,7 +55,9 @@ impl Hub {
         let store = open(dir.path());
         // One probe round, then none for the test's length: the fault tests must not make the
         // checker mark the apiserver unhealthy.
-        let config = HealthConfig::readyz().interval(Duration::from_secs(3600));
+        let config = HealthConfig::readyz()
+            .interval(Duration::from_secs(3600))
+            .retry_interval(Duration::from_secs(3600));
         let checker = HealthChecker::spawn(plain_client(), vec![uri(api)], config);
         wait_for(&mut checker.subscribe(), |s| s.any_healthy()).await;
         let (_tx, agents) = watch::channel(CacheAgents::defaults(NODE));

@@ -483,6 +483,130 @@ async fn offline_watches_deliver_local_writes_and_end_on_reconnect() {
     rig.shutdown().await;
 }
 
+/// The first `n` lines of a streamed (watch) body.
+async fn first_lines(resp: http::Response<yurt_cache::body::Body>, n: usize) -> Vec<Value> {
+    use http_body_util::BodyExt;
+    let mut body = resp.into_body();
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let frame = bounded("a watch line", body.frame())
+            .await
+            .expect("the watch stays open")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            out.push(serde_json::from_slice(&line).unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_watches_start_as_the_apiserver_starts_them() {
+    let rig = Rig::start().await;
+    rig.create(pod_json("web-1", "a", NODE)).await;
+    let kubelet = rig.client(KUBELET);
+    let pods: Api<Pod> = Api::namespaced(kubelet.clone(), "default");
+    pods.list(&on_node()).await.unwrap();
+    rig.wait_list("kubelet", pods_gvr(), "default", "", &node_field())
+        .await;
+    rig.cut().await;
+
+    // resourceVersion "0" (kube-rs) starts with ADDED for the cached state.
+    let wp = WatchParams::default()
+        .fields(&format!("spec.nodeName={NODE}"))
+        .timeout(290);
+    let mut stream = pods.watch(&wp, "0").await.unwrap().boxed();
+    match bounded("the initial ADDED", stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        WatchEvent::Added(p) => assert_eq!(p.metadata.name.as_deref(), Some("web-1")),
+        other => panic!("{other:?}"),
+    }
+
+    let proxy: http::Uri = format!("http://{}", rig.hub().proxy_addr())
+        .parse()
+        .unwrap();
+    let client = crate::net::plain_client();
+    let base =
+        format!("/api/v1/namespaces/default/pods?watch=true&fieldSelector=spec.nodeName%3D{NODE}");
+    let get = |query: &str| {
+        http::Request::get(format!("{base}{query}"))
+            .header("user-agent", KUBELET)
+            .header("accept", "application/json")
+            .body(yurt_cache::body::Body::empty())
+            .unwrap()
+    };
+    // resourceVersion unset: the same.
+    let resp = crate::net::send(&client, &proxy, get("")).await.unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    let lines = first_lines(resp, 1).await;
+    assert_eq!(lines[0]["type"], "ADDED");
+    assert_eq!(lines[0]["object"]["metadata"]["name"], "web-1");
+
+    // A streaming list without bookmarks is accepted (v1.36) and starts with the state.
+    let resp = crate::net::send(
+        &client,
+        &proxy,
+        get("&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    let lines = first_lines(resp, 1).await;
+    assert_eq!(lines[0]["type"], "ADDED");
+
+    // With bookmarks, the initial events end with the annotated bookmark.
+    let resp = crate::net::send(
+        &client,
+        &proxy,
+        get("&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"),
+    )
+    .await
+    .unwrap();
+    let lines = first_lines(resp, 2).await;
+    assert_eq!(lines[0]["type"], "ADDED");
+    assert_eq!(lines[1]["type"], "BOOKMARK");
+    assert_eq!(
+        lines[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+
+    // Bare sendInitialEvents is the apiserver's 422, word for word.
+    let resp = crate::net::send(&client, &proxy, get("&sendInitialEvents=true"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), http::StatusCode::UNPROCESSABLE_ENTITY);
+    let status = crate::net::json(resp).await;
+    assert_eq!(
+        status["message"],
+        "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: \
+         sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+    );
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(
+        status["details"]["causes"][0]["field"],
+        "resourceVersionMatch"
+    );
+    // The apiserver itself says the same.
+    let direct = crate::net::hub_client(&rig.api, "system:node:edge-1", &["system:nodes"]);
+    let api_uri: http::Uri = rig.api.url().parse().unwrap();
+    let resp = crate::net::send(&direct, &api_uri, get("&sendInitialEvents=true"))
+        .await
+        .unwrap();
+    assert_eq!(crate::net::json(resp).await["message"], status["message"]);
+
+    drop(stream);
+    rig.heal().await;
+    rig.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_journal_replays_coalesced_status_and_the_cloud_wins_conflicts() {
     let rig = Rig::start().await;
@@ -990,6 +1114,239 @@ async fn kubectl_works_offline() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["gitVersion"].is_string());
+    rig.heal().await;
+    rig.shutdown().await;
+}
+
+/// Offline kubectl where no client asked for anything while online: the hub fetched
+/// `/version`, discovery (both forms) and OpenAPI itself when the cloud turned healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_works_offline_without_any_client_fetching_first() {
+    const KUBECTL: &str = "/usr/bin/kubectl";
+    if !crate::clients::tool(KUBECTL, &["version", "--client"]) {
+        return;
+    }
+    let rig = Rig::start().await;
+    rig.create(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "yurt-hub-cfg", "namespace": "kube-system",
+                     "labels": {"openyurt.io/configmap-name": "yurt-hub-cfg"}},
+        "data": {"cache_agents": "kubectl"}}))
+        .await;
+    let mut agents = rig.hub().agents();
+    bounded(
+        "kubectl as a cache agent",
+        agents.wait_for(|a| a.is_cached(&yurt_core::Component::new("kubectl"))),
+    )
+    .await
+    .unwrap();
+    // The hub's own prefetch, not a client, stored the documents.
+    let store = rig.hub().store().clone();
+    let aggregated = "/apis#application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+    bounded("the prefetched documents", async {
+        loop {
+            let mut all = true;
+            for key in [
+                "/version",
+                "/api",
+                "/apis",
+                "/api/v1",
+                aggregated,
+                "/apis/apps/v1",
+            ] {
+                all &= store.get_nonresource(key).await.unwrap().is_some();
+            }
+            if all {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        rig.api
+            .traffic()
+            .records
+            .iter()
+            .filter(|r| r.user_agent.starts_with("kubectl"))
+            .count(),
+        0,
+        "no kubectl request reached the cloud"
+    );
+    rig.cut().await;
+
+    let cache_dir = tempfile::tempdir().unwrap();
+    let server = format!("http://{}", rig.hub().proxy_addr());
+    let manifest = cache_dir.path().join("cm.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: default\ndata:\n  k: v\n",
+    )
+    .unwrap();
+    let kubectl = |args: &[&str]| {
+        let mut all: Vec<String> = vec![
+            "--server".into(),
+            server.clone(),
+            "--request-timeout=20s".into(),
+            "--cache-dir".into(),
+            cache_dir.path().join("kube").to_str().unwrap().to_owned(),
+        ];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(KUBECTL)
+                    .args(&all)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let ok = |out: &std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let v: Value = serde_json::from_str(&ok(&kubectl(&["version", "-o", "json"]).await)).unwrap();
+    assert!(v["serverVersion"]["gitVersion"].is_string(), "{v}");
+    let v: Value =
+        serde_json::from_str(&ok(&kubectl(&["get", "--raw", "/version"]).await)).unwrap();
+    assert!(v["gitVersion"].is_string(), "{v}");
+    let text = ok(&kubectl(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        manifest.to_str().unwrap(),
+    ])
+    .await);
+    assert!(text.contains("configmap/applied"), "{text}");
+    rig.heal().await;
+    rig.shutdown().await;
+}
+
+/// `kubectl get nodes -o wide` through the hub online (the apiserver's Table passed through,
+/// aggregated discovery in two requests) and offline (a Table built from the cache).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_shows_the_apiservers_columns_online_and_offline() {
+    const KUBECTL: &str = "/usr/bin/kubectl";
+    if !crate::clients::tool(KUBECTL, &["version", "--client"]) {
+        return;
+    }
+    let rig = Rig::start().await;
+    rig.create(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "yurt-hub-cfg", "namespace": "kube-system",
+                     "labels": {"openyurt.io/configmap-name": "yurt-hub-cfg"}},
+        "data": {"cache_agents": "kubectl"}}))
+        .await;
+    let mut agents = rig.hub().agents();
+    bounded(
+        "kubectl as a cache agent",
+        agents.wait_for(|a| a.is_cached(&yurt_core::Component::new("kubectl"))),
+    )
+    .await
+    .unwrap();
+    rig.create(json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": NODE, "labels": {"node-role.kubernetes.io/edge": ""}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}],
+            "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}],
+            "nodeInfo": {"kubeletVersion": "v1.36.0", "osImage": "EdgeOS 1",
+                         "kernelVersion": "6.8.0", "containerRuntimeVersion": "containerd://2.0"}}}))
+        .await;
+
+    let cache_dir = tempfile::tempdir().unwrap();
+    let server = format!("http://{}", rig.hub().proxy_addr());
+    let kubectl = |args: &[&str]| {
+        let mut all: Vec<String> = vec![
+            "--server".into(),
+            server.clone(),
+            "--request-timeout=20s".into(),
+            "--cache-dir".into(),
+            cache_dir.path().join("kube").to_str().unwrap().to_owned(),
+        ];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(KUBECTL)
+                    .args(&all)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let ok = |out: &std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let wide = |text: &str| {
+        let header: Vec<&str> = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            header,
+            [
+                "NAME",
+                "STATUS",
+                "ROLES",
+                "AGE",
+                "VERSION",
+                "INTERNAL-IP",
+                "EXTERNAL-IP",
+                "OS-IMAGE",
+                "KERNEL-VERSION",
+                "CONTAINER-RUNTIME"
+            ],
+            "{text}"
+        );
+        let row: Vec<&str> = text
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        assert_eq!(row[..3], [NODE, "Ready", "edge"], "{text}");
+        assert_eq!(row[4..7], ["v1.36.0", "10.0.0.5", "<none>"], "{text}");
+    };
+
+    rig.api.reset_traffic();
+    wide(&ok(&kubectl(&["get", "nodes", "-o", "wide"]).await));
+    // Aggregated discovery passed through: /api and /apis once each, no per-group documents.
+    let discovery = rig
+        .api
+        .traffic()
+        .records
+        .iter()
+        .filter(|r| {
+            r.user_agent.starts_with("kubectl")
+                && r.resource.is_empty()
+                && r.path.starts_with("/api")
+        })
+        .map(|r| r.path.clone())
+        .collect::<Vec<_>>();
+    assert!(discovery.len() <= 2, "{discovery:?}");
+
+    // The Table list (asked upstream with whole objects) cached the nodes for kubectl;
+    // offline, the Table is built from the cache.
+    rig.wait_list("kubectl", Gvr::new("", "v1", "nodes"), "", "", "")
+        .await;
+    rig.cut().await;
+    wide(&ok(&kubectl(&["get", "nodes", "-o", "wide"]).await));
+    let narrow = ok(&kubectl(&["get", "nodes"]).await);
+    assert!(narrow.starts_with("NAME"), "{narrow}");
+    assert!(!narrow.contains("INTERNAL-IP"), "{narrow}");
     rig.heal().await;
     rig.shutdown().await;
 }

@@ -86,7 +86,9 @@ async fn composed_over_the_balancer_bad_requests_never_reach_the_apiserver() {
     use crate::net::{WAIT, plain_client, uri};
 
     let server = TestApiServer::start().await.unwrap();
-    let config = HealthConfig::readyz().interval(Duration::from_secs(3600));
+    let config = HealthConfig::readyz()
+        .interval(Duration::from_secs(3600))
+        .retry_interval(Duration::from_secs(3600));
     let checker = HealthChecker::spawn(plain_client(), vec![uri(&server)], config);
     let mut rx = checker.subscribe();
     crate::health::wait_for(&mut rx, |s| s.servers[0].healthy).await;

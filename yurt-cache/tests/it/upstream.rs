@@ -232,3 +232,110 @@ async fn bearer_requests_use_connections_without_the_hub_certificate() {
     assert_eq!(user.as_deref(), Some("system:node:edge-1"));
     task.abort();
 }
+
+/// Signs a client certificate with a fresh CA using the openssl CLI, as an operator would:
+/// plain `openssl x509 -req` (X.509 v1), or with `-extfile` extensions (v3). Returns
+/// `(cert PEM, key PEM)`, or `None` when openssl is not installed.
+pub(crate) fn openssl_client_cert(dir: &std::path::Path, v3: bool) -> Option<(Vec<u8>, Vec<u8>)> {
+    let run = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
+    run(&["version"])?;
+    std::fs::write(dir.join("ext.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+    let ec = [
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+    ];
+    run(&[&ec[..], &["ca.key"]].concat())?;
+    run(&[
+        "req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=ca", "-days", "1", "-out", "ca.crt",
+    ])?;
+    run(&[&ec[..], &["c.key"]].concat())?;
+    run(&[
+        "pkcs8", "-topk8", "-nocrypt", "-in", "c.key", "-out", "c.pk8",
+    ])?;
+    run(&[
+        "req",
+        "-new",
+        "-key",
+        "c.key",
+        "-subj",
+        "/O=system:nodes/CN=system:node:edge-1",
+        "-out",
+        "c.csr",
+    ])?;
+    let mut sign = vec![
+        "x509",
+        "-req",
+        "-in",
+        "c.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        "c.crt",
+    ];
+    if v3 {
+        sign.extend(["-extfile", "ext.cnf"]);
+    }
+    run(&sign)?;
+    Some((
+        std::fs::read(dir.join("c.crt")).unwrap(),
+        std::fs::read(dir.join("c.pk8")).unwrap(),
+    ))
+}
+
+#[test]
+fn an_x509_v1_client_certificate_is_refused_at_once_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((cert, key)) = openssl_client_cert(dir.path(), false) else {
+        eprintln!("openssl is not installed; skipped");
+        return;
+    };
+    let ca = yurt_testkit::pki::TestCa::new()
+        .unwrap()
+        .ca_pem()
+        .to_owned();
+    let err = UpstreamConfig::from_ca_pem(ca.as_bytes())
+        .unwrap()
+        .client_cert_pem(&cert, &key)
+        .expect_err("rustls cannot use an X.509 v1 certificate");
+    let text = err.to_string();
+    assert!(
+        matches!(err, yurt_cache::upstream::Error::ClientCert(_)),
+        "{err:?}"
+    );
+    assert!(text.contains("X.509 v1"), "{text}");
+    assert!(text.contains("openssl x509 -req"), "{text}");
+
+    // The same request signed with v3 extensions, as the message advises, is accepted.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = openssl_client_cert(dir.path(), true).unwrap();
+    let config = UpstreamConfig::from_ca_pem(ca.as_bytes())
+        .unwrap()
+        .client_cert_pem(&cert, &key)
+        .unwrap();
+    yurt_cache::upstream::UpstreamClient::new(config).unwrap();
+
+    // A key that is not the certificate's is named as such.
+    let other = tempfile::tempdir().unwrap();
+    let (_, other_key) = openssl_client_cert(other.path(), true).unwrap();
+    let err = UpstreamConfig::from_ca_pem(ca.as_bytes())
+        .unwrap()
+        .client_cert_pem(&cert, &other_key)
+        .unwrap_err();
+    assert!(err.to_string().contains("does not belong"), "{err}");
+}

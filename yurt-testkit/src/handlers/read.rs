@@ -123,6 +123,16 @@ pub(crate) async fn get(ctx: &Ctx<'_>) -> Reply {
         .store
         .read(|t| t.get(ctx.storage(), &key))
         .ok_or_else(|| ctx.not_found(&ctx.info.name))?;
+    if let Some(include) = table_request(ctx) {
+        let rv = obj.value["metadata"]["resourceVersion"].clone();
+        let metadata = json!({ "resourceVersion": rv });
+        return Ok(table_response(
+            ctx,
+            std::slice::from_ref(&obj),
+            include,
+            metadata,
+        ));
+    }
     Ok(super::object_response(StatusCode::OK, &ctx.def, &obj))
 }
 
@@ -226,7 +236,50 @@ pub(crate) async fn list(ctx: &Ctx<'_>) -> Reply {
             metadata["remainingItemCount"] = json!(candidates.len() - selected.len());
         }
     }
+    if let Some(include) = table_request(ctx) {
+        return Ok(table_response(ctx, &selected, include, metadata));
+    }
     Ok(list_response(&ctx.def, metadata, selected))
+}
+
+/// `includeObject` of a request whose `Accept` asks for a server-side Table first.
+fn table_request(ctx: &Ctx<'_>) -> Option<yurt_core::table::IncludeObject> {
+    ctx.parts
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(yurt_core::table::wants_table)
+        .then(|| yurt_core::table::IncludeObject::from_query(ctx.parts.uri.query()))
+}
+
+/// The objects as a `meta.k8s.io/v1` Table, rendered by [`yurt_core::table`] as the hub
+/// renders its offline Tables.
+fn table_response(
+    ctx: &Ctx<'_>,
+    objects: &[Arc<Obj>],
+    include: yurt_core::table::IncludeObject,
+    metadata: Value,
+) -> http::Response<body::Body> {
+    let values: Vec<Value> = objects
+        .iter()
+        .map(|o| crate::convert::to_served(&ctx.def, &o.value))
+        .collect();
+    let mut table = yurt_core::table::table(
+        &ctx.info.api_group,
+        &ctx.info.resource,
+        &values,
+        include,
+        "",
+        std::time::SystemTime::now(),
+    );
+    // The list's metadata (resourceVersion, continue), as the apiserver keeps it.
+    table["metadata"] = metadata;
+    let mut resp = body::json_value(StatusCode::OK, &table);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(yurt_core::table::TABLE_CONTENT_TYPE),
+    );
+    resp
 }
 
 /// kube-apiserver's list option validation for a (non-watch) list.
