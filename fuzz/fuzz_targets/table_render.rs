@@ -32,8 +32,18 @@ fuzz_target!(|data: &[u8]| {
     });
     let now = UNIX_EPOCH + Duration::from_secs(u64::from(data.first().copied().unwrap_or(0)) << 28);
     for (group, resource) in RESOURCES {
-        let t = table(group, resource, std::slice::from_ref(&object), IncludeObject::Object, "1", now);
+        let t = table(
+            group,
+            resource,
+            std::slice::from_ref(&object),
+            IncludeObject::Object,
+            "1",
+            now,
+        );
         let columns = t["columnDefinitions"].as_array().map_or(0, Vec::len);
-        assert_eq!(t["rows"][0]["cells"].as_array().map_or(0, Vec::len), columns);
+        assert_eq!(
+            t["rows"][0]["cells"].as_array().map_or(0, Vec::len),
+            columns
+        );
     }
 });

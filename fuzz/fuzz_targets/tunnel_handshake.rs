@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use yurt_tunnel::handshake::{Ack, Decoded, Hello, MAX_HELLO_LEN};
 use yurt_tunnel::NodeAddresses;
+use yurt_tunnel::handshake::{Ack, Decoded, Hello, MAX_HELLO_LEN};
 use yurt_tunnel::routing::Target;
 use yurt_tunnel::server::reason_phrase;
 
@@ -45,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
     // Whatever a message holds, its reason phrase is a valid status-line phrase.
     if let Some(p) = reason_phrase(&text) {
         assert!(!p.is_empty() && p.len() <= 200);
-        assert!(p.bytes().all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()));
+        assert!(
+            p.bytes()
+                .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+        );
     }
     // A Node object never makes the claim check panic, and a node's own addresses pass it.
     if let Ok(node) = serde_json::from_slice::<serde_json::Value>(data) {

@@ -31,7 +31,8 @@
 //!
 //! Layout: [`transport`] (the `Transport`/`Acceptor` traits, TLS), [`handshake`] (registration
 //! frames), [`routing`], [`nodes`] and [`allowlist`] (the I/O-free decisions), [`session`] (HTTP/2 roles),
-//! [`server`], [`agent`], [`metrics`], [`splice`] (byte pumping and task ownership).
+//! [`server`], [`agent`], [`metrics`], [`splice`] (byte pumping and task ownership), and [`l3`]
+//! (the I/O-free planner of Raven's layer 3 network: WireGuard peers, routes, VXLAN, skip-NAT).
 
 #![forbid(unsafe_code)]
 
@@ -40,6 +41,7 @@ pub mod allowlist;
 pub mod backoff;
 mod error;
 pub mod handshake;
+pub mod l3;
 pub mod metrics;
 pub mod nodes;
 pub mod routing;
