@@ -15,8 +15,10 @@ async fn pending_dials_are_bounded_and_time_out() {
         .server(|c| {
             c.max_pending_dials = 2;
             c.dial_timeout = Duration::from_millis(1500);
-            // Slow pings: only the dial deadline may end these dials.
+            // Slow pings, and no ping on a slow dial: only the dial deadline may end these dials
+            // (the link's latency would otherwise make the on-demand ping time out first).
             c.session.keepalive_interval = Duration::from_secs(60);
+            c.dial_ping_after = Duration::from_secs(60);
         })
         .through_link()
         // Keep the session alive through the stall so only the dial deadline acts.
