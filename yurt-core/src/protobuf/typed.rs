@@ -345,7 +345,29 @@ where
 {
     let message = P::decode(raw).map_err(|e| super::malformed(k.kind, &e))?;
     let object = O::from_pb(message).map_err(|e| in_kind(k, e))?;
-    serde_json::to_value(object).map_err(|e| ProtobufError::field(k.kind, "", e.to_string()))
+    let mut json = serde_json::to_value(object)
+        .map_err(|e| ProtobufError::field(k.kind, "", e.to_string()))?;
+    null_creation_timestamps(&mut json);
+    Ok(json)
+}
+
+/// Go writes `metav1.ObjectMeta.creationTimestamp` even when zero (`null`), in a kind's own
+/// metadata and in templates alike; k8s-openapi omits it. Restores Go's form so these kinds
+/// read like the hand-converted ones and like what kubectl sends as JSON.
+fn null_creation_timestamps(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if let (true, Some(meta)) = (key == "metadata", child.as_object_mut()) {
+                    meta.entry("creationTimestamp")
+                        .or_insert(serde_json::Value::Null);
+                }
+                null_creation_timestamps(child);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(null_creation_timestamps),
+        _ => {}
+    }
 }
 
 /// Encodes a JSON object of a kind converted here as the message bytes client-go sends.

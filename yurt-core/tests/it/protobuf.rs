@@ -671,12 +671,13 @@ fn deployment_as_kubectl_create_deployment_sends_it() {
         "Deployment",
         &sent,
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"},
+                "creationTimestamp": null},
             "spec": {
                 "replicas": 3,
                 "selector": {"matchLabels": {"app": "web"}},
                 "template": {
-                    "metadata": {"labels": {"app": "web"}},
+                    "metadata": {"labels": {"app": "web"}, "creationTimestamp": null},
                     "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27",
                         "ports": [{"containerPort": 80}], "resources": {}}]}
                 },
@@ -785,7 +786,8 @@ fn pod_as_kubectl_run_sends_it_with_probes_volumes_and_quantities() {
         "Pod",
         &sent,
         json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "web", "namespace": "edge", "labels": {"run": "web"}},
+            "metadata": {"name": "web", "namespace": "edge", "labels": {"run": "web"},
+                "creationTimestamp": null},
             "spec": {
                 "volumes": [{"name": "cfg", "configMap": {"name": "app", "defaultMode": 420}}],
                 "containers": [{
@@ -825,7 +827,7 @@ fn generator_kinds_round_trip() {
         "Role",
         &role,
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "reader", "namespace": "default"},
+            "metadata": {"name": "reader", "namespace": "default", "creationTimestamp": null},
             "rules": [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}]}),
     );
     let svc = core::Service {
@@ -855,7 +857,7 @@ fn generator_kinds_round_trip() {
         "Service",
         &svc,
         json!({"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "web", "namespace": "default"},
+            "metadata": {"name": "web", "namespace": "default", "creationTimestamp": null},
             "spec": {"ports": [{"name": "80-8080", "protocol": "TCP", "port": 80, "targetPort": 8080}],
                 "selector": {"app": "web"}, "type": "ClusterIP"},
             "status": {}}),
