@@ -863,3 +863,94 @@ fn generator_kinds_round_trip() {
             "status": {}}),
     );
 }
+
+#[test]
+fn priority_class_ingress_and_pdb_round_trip() {
+    use k8s_pb::api::networking::v1 as net;
+    use k8s_pb::api::policy::v1 as policy;
+    use k8s_pb::api::scheduling::v1 as scheduling;
+    let pc = scheduling::PriorityClass {
+        metadata: new_meta("high", ""),
+        value: Some(1000),
+        global_default: Some(false),
+        description: s(""),
+        preemption_policy: s("Never"),
+    };
+    round_trip(
+        "scheduling.k8s.io/v1",
+        "PriorityClass",
+        &pc,
+        json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": "high", "creationTimestamp": null},
+            "value": 1000, "preemptionPolicy": "Never"}),
+    );
+    let ing = net::Ingress {
+        metadata: new_meta("ing", "default"),
+        spec: Some(net::IngressSpec {
+            ingress_class_name: None,
+            default_backend: None,
+            tls: vec![],
+            rules: vec![net::IngressRule {
+                host: s("foo.com"),
+                ingress_rule_value: Some(net::IngressRuleValue {
+                    http: Some(net::HttpIngressRuleValue {
+                        paths: vec![net::HttpIngressPath {
+                            path: s("/bar"),
+                            path_type: s("Exact"),
+                            backend: Some(net::IngressBackend {
+                                service: Some(net::IngressServiceBackend {
+                                    name: s("svc1"),
+                                    port: Some(net::ServiceBackendPort {
+                                        name: s(""),
+                                        number: Some(8080),
+                                    }),
+                                }),
+                                resource: None,
+                            }),
+                        }],
+                    }),
+                }),
+            }],
+        }),
+        // client-go writes non-pointer structs even when empty.
+        status: Some(net::IngressStatus {
+            load_balancer: Some(Default::default()),
+        }),
+    };
+    round_trip(
+        "networking.k8s.io/v1",
+        "Ingress",
+        &ing,
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "ing", "namespace": "default", "creationTimestamp": null},
+            "spec": {"rules": [{"host": "foo.com", "http": {"paths": [{"path": "/bar",
+                "pathType": "Exact",
+                "backend": {"service": {"name": "svc1", "port": {"number": 8080}}}}]}}]},
+            "status": {"loadBalancer": {}}}),
+    );
+    let pdb = policy::PodDisruptionBudget {
+        metadata: new_meta("pdb", "default"),
+        spec: Some(policy::PodDisruptionBudgetSpec {
+            min_available: Some(k8s_pb::apimachinery::pkg::util::intstr::IntOrString {
+                r#type: Some(1),
+                int_val: Some(0),
+                str_val: s("50%"),
+            }),
+            selector: Some(k8s_pb::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                match_labels: labels("app", "web"),
+                match_expressions: vec![],
+            }),
+            max_unavailable: None,
+            unhealthy_pod_eviction_policy: None,
+        }),
+        status: None,
+    };
+    round_trip(
+        "policy/v1",
+        "PodDisruptionBudget",
+        &pdb,
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "pdb", "namespace": "default", "creationTimestamp": null},
+            "spec": {"minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}}}}),
+    );
+}
