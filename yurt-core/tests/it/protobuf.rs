@@ -561,9 +561,34 @@ fn mutated_bodies_never_panic_and_round_trip() {
         binary_data: BTreeMap::from([("b".into(), vec![7])]),
         ..Default::default()
     };
+    let mut c = container("web", "nginx", vec![port(80)]);
+    c.resources = Some(core::ResourceRequirements {
+        limits: BTreeMap::from([(
+            "cpu".to_owned(),
+            k8s_pb::apimachinery::pkg::api::resource::Quantity { string: s("1") },
+        )]),
+        ..Default::default()
+    });
+    let pod = core::Pod {
+        metadata: new_meta("web", "default"),
+        spec: Some(core::PodSpec {
+            containers: vec![c],
+            termination_grace_period_seconds: Some(0),
+            ..Default::default()
+        }),
+        status: Some(core::PodStatus {
+            phase: s("Running"),
+            start_time: Some(Time {
+                seconds: Some(1_795_313_649),
+                nanos: Some(5),
+            }),
+            ..Default::default()
+        }),
+    };
     let bodies = [
         client_go_bytes("coordination.k8s.io/v1", "Lease", &lease),
         client_go_bytes("v1", "ConfigMap", &cm),
+        client_go_bytes("v1", "Pod", &pod),
     ];
     let mut decoded = 0;
     for body in bodies {
