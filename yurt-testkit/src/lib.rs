@@ -37,7 +37,8 @@
 //!   `sendInitialEvents`, selector transitions in watches, status/scale/approval/binding/
 //!   eviction/token subresources, finalizers and graceful pod deletion, namespace and CRD
 //!   cleanup, CSR signing, discovery (legacy and aggregated) and `/version`, OpenAPI v2/v3,
-//!   protobuf bodies for the kinds an edge node writes, YAML answers, health checks.
+//!   protobuf bodies for the kinds an edge node writes and kubectl's generators send, YAML
+//!   answers, health checks.
 //! - **Faults**: [`go_down`](TestApiServer::go_down)/[`come_up`](TestApiServer::come_up),
 //!   [`restart`](TestApiServer::restart), [`blackhole`](TestApiServer::blackhole),
 //!   [`delay`](TestApiServer::delay), [`fail_next`](TestApiServer::fail_next),
@@ -53,11 +54,15 @@
 //! Encoding and tooling:
 //! - Protobuf request bodies are decoded, and single objects answered in protobuf, only for
 //!   the kinds an edge node writes (ConfigMap, Secret, Namespace, ServiceAccount, Lease, core
-//!   and events.k8s.io Events; see `yurt_core::protobuf`); other kinds in protobuf get 415
-//!   naming the kind, so kubectl's generators for them (`kubectl create deployment`, `create
-//!   job`, `create role`, ...) fail, while `kubectl create -f` and `apply` (JSON) work. Lists, watches and other kinds are answered in JSON when the client also
-//!   accepts JSON (client-go's default does), else 406; CBOR is never served. YAML answers
-//!   are served for documents, not for watch streams.
+//!   and events.k8s.io Events) and those kubectl's generators send (`kubectl run`'s Pod;
+//!   `kubectl create` deployment, job, cronjob, service, role, rolebinding, clusterrole,
+//!   clusterrolebinding, quota, priorityclass, poddisruptionbudget, ingress); see
+//!   `yurt_core::protobuf`. Other kinds in protobuf get 415 naming the kind. For the generator
+//!   kinds an optional field holding its Go zero value (`""`, `0`, `false`) is stored as absent
+//!   unless it is a Go pointer (`replicas: 0` stays), and JSON fields those kinds lack are
+//!   dropped when answering in protobuf. Lists, watches and other kinds are answered in JSON
+//!   when the client also accepts JSON (client-go's default does), else 406; CBOR is never
+//!   served. YAML answers are served for documents, not for watch streams.
 //! - Table responses (`kubectl get`) are rendered by `yurt_core::table`: the apiserver's columns
 //!   for pods, nodes, services, endpoints, configmaps, secrets, events and leases, Name and
 //!   Age for every other resource (the apiserver also prints CRD printer columns and more

@@ -1,9 +1,10 @@
 //! Kubernetes protobuf bodies (`application/vnd.kubernetes.protobuf`) to and from the JSON
-//! objects the apiserver stores, for the kinds an edge node writes.
+//! objects the apiserver stores, for the kinds an edge node writes and those kubectl's generators
+//! send.
 //!
 //! client-go sends protobuf by default for built-in kinds (kubelet always does, kubectl does for
-//! `create configmap` and friends), so anything that reads a request body must understand it. A
-//! protobuf body is the 4-byte magic `k8s\0` followed by a `runtime.Unknown` envelope whose
+//! `create configmap`, `create deployment`, `run` and friends), so anything that reads a request
+//! body must understand it. A protobuf body is the 4-byte magic `k8s\0` followed by a `runtime.Unknown` envelope whose
 //! `typeMeta` names the apiVersion and kind and whose `raw` bytes are the object's own message.
 //! [`decode`] turns such a body into the JSON object the apiserver would store (Go's
 //! `encoding/json` rules: `omitempty` strings vanish, pointers are written when set, `metav1.Time`
@@ -12,10 +13,17 @@
 //! client-go sends.
 //!
 //! The message types come from `k8s-pb` (kube-rs's generated bindings), which has no serde and no
-//! descriptors, so each kind in [`KINDS`] is converted by hand; every protobuf struct is
-//! destructured exhaustively so a field added upstream is a compile error, not a dropped field.
-//! Encoding refuses JSON fields the message does not have. Any other kind is
-//! [`ProtobufError::Unsupported`], a 415 whose message lists what is decoded and asks for JSON.
+//! descriptors. The kinds an edge node writes (ConfigMap, Secret, Namespace, ServiceAccount,
+//! Lease, Events) are converted by hand, field by field. The kinds `kubectl create <generator>`
+//! and `kubectl run` send (Deployment, Pod, Service, Job, CronJob, the four RBAC kinds,
+//! ResourceQuota, PriorityClass, PodDisruptionBudget, Ingress) go through k8s-openapi's structs:
+//! a generated conversion per message (see `typed`) and k8s-openapi's serde for the JSON, so
+//! unknown JSON fields are dropped on encoding for those kinds rather than refused, and an
+//! optional field holding its Go zero value (`""`, `0`, `false`) decodes as absent unless it is a
+//! Go pointer. Either way every protobuf struct is destructured exhaustively, so a field added
+//! upstream is a compile error, not a dropped field. Encoding of the hand-converted kinds refuses
+//! JSON fields the message does not have. Any other kind is [`ProtobufError::Unsupported`], a 415
+//! whose message lists what is decoded and asks for JSON.
 //!
 //! This module is behind the `protobuf` feature (k8s-pb's generated code is large), so crates that
 //! never see protobuf, and the parser fuzzers, do not compile it.
@@ -31,14 +39,16 @@
 //! assert!(bytes.starts_with(b"k8s\0"));
 //! assert_eq!(protobuf::decode(&bytes).unwrap(), cm);
 //!
-//! let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
-//! assert_eq!(protobuf::encode(&pod).unwrap_err().to_status().code, 415);
+//! let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "d"}});
+//! assert_eq!(protobuf::encode(&ds).unwrap_err().to_status().code, 415);
 //! ```
 
 mod json;
 mod kinds;
 mod meta;
 mod time;
+mod typed;
+mod typed_gen;
 
 use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
 use prost::Message;
@@ -127,6 +137,84 @@ pub const KINDS: &[Kind] = &[
         version: "v1",
         kind: "Event",
         resource: "events",
+    },
+    Kind {
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        resource: "deployments",
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        resource: "pods",
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        kind: "Service",
+        resource: "services",
+    },
+    Kind {
+        group: "batch",
+        version: "v1",
+        kind: "Job",
+        resource: "jobs",
+    },
+    Kind {
+        group: "batch",
+        version: "v1",
+        kind: "CronJob",
+        resource: "cronjobs",
+    },
+    Kind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "Role",
+        resource: "roles",
+    },
+    Kind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "RoleBinding",
+        resource: "rolebindings",
+    },
+    Kind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRole",
+        resource: "clusterroles",
+    },
+    Kind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRoleBinding",
+        resource: "clusterrolebindings",
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        kind: "ResourceQuota",
+        resource: "resourcequotas",
+    },
+    Kind {
+        group: "scheduling.k8s.io",
+        version: "v1",
+        kind: "PriorityClass",
+        resource: "priorityclasses",
+    },
+    Kind {
+        group: "policy",
+        version: "v1",
+        kind: "PodDisruptionBudget",
+        resource: "poddisruptionbudgets",
+    },
+    Kind {
+        group: "networking.k8s.io",
+        version: "v1",
+        kind: "Ingress",
+        resource: "ingresses",
     },
 ];
 
@@ -283,6 +371,81 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         ("events.k8s.io", "Event") => {
             kinds::events_event_to_json(&mut o, Message::decode(&raw[..]).map_err(bad)?)?
         }
+        ("apps", "Deployment") => {
+            return typed::decode::<
+                k8s_pb::api::apps::v1::Deployment,
+                k8s_openapi::api::apps::v1::Deployment,
+            >(k, &raw);
+        }
+        ("", "Pod") => {
+            return typed::decode::<k8s_pb::api::core::v1::Pod, k8s_openapi::api::core::v1::Pod>(
+                k, &raw,
+            );
+        }
+        ("", "Service") => {
+            return typed::decode::<
+                k8s_pb::api::core::v1::Service,
+                k8s_openapi::api::core::v1::Service,
+            >(k, &raw);
+        }
+        ("batch", "Job") => {
+            return typed::decode::<k8s_pb::api::batch::v1::Job, k8s_openapi::api::batch::v1::Job>(
+                k, &raw,
+            );
+        }
+        ("batch", "CronJob") => {
+            return typed::decode::<
+                k8s_pb::api::batch::v1::CronJob,
+                k8s_openapi::api::batch::v1::CronJob,
+            >(k, &raw);
+        }
+        ("rbac.authorization.k8s.io", "Role") => {
+            return typed::decode::<k8s_pb::api::rbac::v1::Role, k8s_openapi::api::rbac::v1::Role>(
+                k, &raw,
+            );
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding") => {
+            return typed::decode::<
+                k8s_pb::api::rbac::v1::RoleBinding,
+                k8s_openapi::api::rbac::v1::RoleBinding,
+            >(k, &raw);
+        }
+        ("rbac.authorization.k8s.io", "ClusterRole") => {
+            return typed::decode::<
+                k8s_pb::api::rbac::v1::ClusterRole,
+                k8s_openapi::api::rbac::v1::ClusterRole,
+            >(k, &raw);
+        }
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+            return typed::decode::<
+                k8s_pb::api::rbac::v1::ClusterRoleBinding,
+                k8s_openapi::api::rbac::v1::ClusterRoleBinding,
+            >(k, &raw);
+        }
+        ("", "ResourceQuota") => {
+            return typed::decode::<
+                k8s_pb::api::core::v1::ResourceQuota,
+                k8s_openapi::api::core::v1::ResourceQuota,
+            >(k, &raw);
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            return typed::decode::<
+                k8s_pb::api::scheduling::v1::PriorityClass,
+                k8s_openapi::api::scheduling::v1::PriorityClass,
+            >(k, &raw);
+        }
+        ("policy", "PodDisruptionBudget") => {
+            return typed::decode::<
+                k8s_pb::api::policy::v1::PodDisruptionBudget,
+                k8s_openapi::api::policy::v1::PodDisruptionBudget,
+            >(k, &raw);
+        }
+        ("networking.k8s.io", "Ingress") => {
+            return typed::decode::<
+                k8s_pb::api::networking::v1::Ingress,
+                k8s_openapi::api::networking::v1::Ingress,
+            >(k, &raw);
+        }
         _ => {
             return Err(ProtobufError::Unsupported {
                 api_version,
@@ -308,24 +471,60 @@ pub fn encode(object: &Value) -> Result<Vec<u8>, ProtobufError> {
         api_version,
         kind: kind_name,
     })?;
-    let mut i = In::new(k.kind, String::new(), object.clone())?;
-    let _ = (i.string("apiVersion")?, i.string("kind")?);
     let raw = match (k.group, k.kind) {
-        ("", "ConfigMap") => kinds::config_map_from_json(&mut i)?.encode_to_vec(),
-        ("", "Secret") => kinds::secret_from_json(&mut i)?.encode_to_vec(),
-        ("", "Namespace") => kinds::namespace_from_json(&mut i)?.encode_to_vec(),
-        ("", "ServiceAccount") => kinds::service_account_from_json(&mut i)?.encode_to_vec(),
-        ("", "Event") => kinds::core_event_from_json(&mut i)?.encode_to_vec(),
-        ("coordination.k8s.io", "Lease") => kinds::lease_from_json(&mut i)?.encode_to_vec(),
-        ("events.k8s.io", "Event") => kinds::events_event_from_json(&mut i)?.encode_to_vec(),
-        _ => {
-            return Err(ProtobufError::Unsupported {
-                api_version: k.api_version(),
-                kind: k.kind.to_owned(),
-            });
+        ("apps", "Deployment") => typed::encode::<
+            k8s_pb::api::apps::v1::Deployment,
+            k8s_openapi::api::apps::v1::Deployment,
+        >(k, object)?,
+        ("", "Pod") => {
+            typed::encode::<k8s_pb::api::core::v1::Pod, k8s_openapi::api::core::v1::Pod>(k, object)?
         }
+        ("", "Service") => typed::encode::<
+            k8s_pb::api::core::v1::Service,
+            k8s_openapi::api::core::v1::Service,
+        >(k, object)?,
+        ("batch", "Job") => typed::encode::<
+            k8s_pb::api::batch::v1::Job,
+            k8s_openapi::api::batch::v1::Job,
+        >(k, object)?,
+        ("batch", "CronJob") => typed::encode::<
+            k8s_pb::api::batch::v1::CronJob,
+            k8s_openapi::api::batch::v1::CronJob,
+        >(k, object)?,
+        ("rbac.authorization.k8s.io", "Role") => typed::encode::<
+            k8s_pb::api::rbac::v1::Role,
+            k8s_openapi::api::rbac::v1::Role,
+        >(k, object)?,
+        ("rbac.authorization.k8s.io", "RoleBinding") => typed::encode::<
+            k8s_pb::api::rbac::v1::RoleBinding,
+            k8s_openapi::api::rbac::v1::RoleBinding,
+        >(k, object)?,
+        ("rbac.authorization.k8s.io", "ClusterRole") => typed::encode::<
+            k8s_pb::api::rbac::v1::ClusterRole,
+            k8s_openapi::api::rbac::v1::ClusterRole,
+        >(k, object)?,
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => typed::encode::<
+            k8s_pb::api::rbac::v1::ClusterRoleBinding,
+            k8s_openapi::api::rbac::v1::ClusterRoleBinding,
+        >(k, object)?,
+        ("", "ResourceQuota") => typed::encode::<
+            k8s_pb::api::core::v1::ResourceQuota,
+            k8s_openapi::api::core::v1::ResourceQuota,
+        >(k, object)?,
+        ("scheduling.k8s.io", "PriorityClass") => typed::encode::<
+            k8s_pb::api::scheduling::v1::PriorityClass,
+            k8s_openapi::api::scheduling::v1::PriorityClass,
+        >(k, object)?,
+        ("policy", "PodDisruptionBudget") => typed::encode::<
+            k8s_pb::api::policy::v1::PodDisruptionBudget,
+            k8s_openapi::api::policy::v1::PodDisruptionBudget,
+        >(k, object)?,
+        ("networking.k8s.io", "Ingress") => typed::encode::<
+            k8s_pb::api::networking::v1::Ingress,
+            k8s_openapi::api::networking::v1::Ingress,
+        >(k, object)?,
+        _ => encode_by_hand(k, object)?,
     };
-    i.finish()?;
     let envelope = Unknown {
         type_meta: Some(TypeMeta {
             api_version: Some(k.api_version()),
@@ -344,6 +543,29 @@ pub fn encode(object: &Value) -> Result<Vec<u8>, ProtobufError> {
             message: e.to_string(),
         })?;
     Ok(out)
+}
+
+/// The message bytes of a kind converted by hand in `kinds`.
+fn encode_by_hand(k: &Kind, object: &Value) -> Result<Vec<u8>, ProtobufError> {
+    let mut i = In::new(k.kind, String::new(), object.clone())?;
+    let _ = (i.string("apiVersion")?, i.string("kind")?);
+    let raw = match (k.group, k.kind) {
+        ("", "ConfigMap") => kinds::config_map_from_json(&mut i)?.encode_to_vec(),
+        ("", "Secret") => kinds::secret_from_json(&mut i)?.encode_to_vec(),
+        ("", "Namespace") => kinds::namespace_from_json(&mut i)?.encode_to_vec(),
+        ("", "ServiceAccount") => kinds::service_account_from_json(&mut i)?.encode_to_vec(),
+        ("", "Event") => kinds::core_event_from_json(&mut i)?.encode_to_vec(),
+        ("coordination.k8s.io", "Lease") => kinds::lease_from_json(&mut i)?.encode_to_vec(),
+        ("events.k8s.io", "Event") => kinds::events_event_from_json(&mut i)?.encode_to_vec(),
+        _ => {
+            return Err(ProtobufError::Unsupported {
+                api_version: k.api_version(),
+                kind: k.kind.to_owned(),
+            });
+        }
+    };
+    i.finish()?;
+    Ok(raw)
 }
 
 fn malformed(what: &str, e: &prost::DecodeError) -> ProtobufError {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_pb::api::apps::v1 as apps;
 use k8s_pb::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_pb::api::core::v1 as core;
 use k8s_pb::api::events::v1 as events;
@@ -396,16 +397,16 @@ fn kubelet_core_event_and_events_v1() {
 
 #[test]
 fn unsupported_kinds_are_415_naming_the_kind() {
-    let pod = core::Pod {
+    let ds = apps::DaemonSet {
         metadata: new_meta("p", "default"),
         ..Default::default()
     };
-    let err = protobuf::decode(&client_go_bytes("v1", "Pod", &pod)).unwrap_err();
+    let err = protobuf::decode(&client_go_bytes("apps/v1", "DaemonSet", &ds)).unwrap_err();
     assert_eq!(
         err,
         ProtobufError::Unsupported {
-            api_version: "v1".into(),
-            kind: "Pod".into()
+            api_version: "apps/v1".into(),
+            kind: "DaemonSet".into()
         }
     );
     let status = err.to_status();
@@ -423,7 +424,7 @@ fn unsupported_kinds_are_415_naming_the_kind() {
     assert!(
         status
             .message
-            .contains("send JSON (v1, Kind=Pod is not one of them)"),
+            .contains("send JSON (apps/v1, Kind=DaemonSet is not one of them)"),
         "{}",
         status.message
     );
@@ -560,9 +561,34 @@ fn mutated_bodies_never_panic_and_round_trip() {
         binary_data: BTreeMap::from([("b".into(), vec![7])]),
         ..Default::default()
     };
+    let mut c = container("web", "nginx", vec![port(80)]);
+    c.resources = Some(core::ResourceRequirements {
+        limits: BTreeMap::from([(
+            "cpu".to_owned(),
+            k8s_pb::apimachinery::pkg::api::resource::Quantity { string: s("1") },
+        )]),
+        ..Default::default()
+    });
+    let pod = core::Pod {
+        metadata: new_meta("web", "default"),
+        spec: Some(core::PodSpec {
+            containers: vec![c],
+            termination_grace_period_seconds: Some(0),
+            ..Default::default()
+        }),
+        status: Some(core::PodStatus {
+            phase: s("Running"),
+            start_time: Some(Time {
+                seconds: Some(1_795_313_649),
+                nanos: Some(5),
+            }),
+            ..Default::default()
+        }),
+    };
     let bodies = [
         client_go_bytes("coordination.k8s.io/v1", "Lease", &lease),
         client_go_bytes("v1", "ConfigMap", &cm),
+        client_go_bytes("v1", "Pod", &pod),
     ];
     let mut decoded = 0;
     for body in bodies {
@@ -583,4 +609,373 @@ fn mutated_bodies_never_panic_and_round_trip() {
         }
     }
     assert!(decoded > 10, "only {decoded} variants decoded");
+}
+
+/// A container as client-go writes it: every non-pointer field present, zero or not.
+fn container(name: &str, image: &str, ports: Vec<core::ContainerPort>) -> core::Container {
+    core::Container {
+        name: s(name),
+        image: s(image),
+        working_dir: s(""),
+        ports,
+        resources: Some(core::ResourceRequirements::default()),
+        termination_message_path: s(""),
+        termination_message_policy: s(""),
+        image_pull_policy: s(""),
+        stdin: Some(false),
+        stdin_once: Some(false),
+        tty: Some(false),
+        ..Default::default()
+    }
+}
+
+fn port(number: i32) -> core::ContainerPort {
+    core::ContainerPort {
+        name: s(""),
+        host_port: Some(0),
+        container_port: Some(number),
+        protocol: s(""),
+        host_ip: s(""),
+    }
+}
+
+fn labels(k: &str, v: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(k.to_owned(), v.to_owned())])
+}
+
+/// Decodes client-go's bytes to `want`, and the JSON encodes to a body that decodes to it again.
+fn round_trip(api_version: &str, kind: &str, sent: &impl Message, want: Value) {
+    let got = protobuf::decode(&client_go_bytes(api_version, kind, sent)).expect("decode");
+    assert_eq!(got, want);
+    let encoded = protobuf::encode(&got).expect("encode");
+    assert_eq!(protobuf::decode(&encoded).expect("decode again"), want);
+}
+
+#[test]
+fn deployment_as_kubectl_create_deployment_sends_it() {
+    let mut meta = new_meta("web", "default").unwrap();
+    meta.labels = labels("app", "web");
+    let mut template_meta = new_meta("", "").unwrap();
+    template_meta.labels = labels("app", "web");
+    let sent = apps::Deployment {
+        metadata: Some(meta),
+        spec: Some(apps::DeploymentSpec {
+            replicas: Some(3),
+            selector: Some(k8s_pb::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                match_labels: labels("app", "web"),
+                match_expressions: vec![],
+            }),
+            template: Some(core::PodTemplateSpec {
+                metadata: Some(template_meta),
+                spec: Some(core::PodSpec {
+                    containers: vec![container("nginx", "nginx:1.27", vec![port(80)])],
+                    restart_policy: s(""),
+                    dns_policy: s(""),
+                    service_account_name: s(""),
+                    host_network: Some(false),
+                    ..Default::default()
+                }),
+            }),
+            strategy: Some(apps::DeploymentStrategy {
+                r#type: s(""),
+                rolling_update: None,
+            }),
+            min_ready_seconds: Some(0),
+            revision_history_limit: None,
+            paused: Some(false),
+            progress_deadline_seconds: None,
+        }),
+        status: Some(apps::DeploymentStatus {
+            observed_generation: Some(0),
+            replicas: Some(0),
+            ..Default::default()
+        }),
+    };
+    round_trip(
+        "apps/v1",
+        "Deployment",
+        &sent,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"},
+                "creationTimestamp": null},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}, "creationTimestamp": null},
+                    "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27",
+                        "ports": [{"containerPort": 80}], "resources": {}}]}
+                },
+                "strategy": {}
+            },
+            "status": {}}),
+    );
+    // `replicas: 0` is a Go pointer: kept, not treated as absent.
+    let mut zero = sent.clone();
+    zero.spec.as_mut().unwrap().replicas = Some(0);
+    let got = protobuf::decode(&client_go_bytes("apps/v1", "Deployment", &zero)).unwrap();
+    assert_eq!(got["spec"]["replicas"], json!(0));
+}
+
+#[test]
+fn pod_as_kubectl_run_sends_it_with_probes_volumes_and_quantities() {
+    use k8s_pb::apimachinery::pkg::api::resource::Quantity;
+    use k8s_pb::apimachinery::pkg::util::intstr::IntOrString;
+    let q = |v: &str| Quantity { string: s(v) };
+    let mut c = container("web", "nginx", vec![port(8080)]);
+    c.resources = Some(core::ResourceRequirements {
+        limits: BTreeMap::from([
+            ("cpu".to_owned(), q("500m")),
+            ("memory".to_owned(), q("128Mi")),
+        ]),
+        requests: BTreeMap::new(),
+        claims: vec![],
+    });
+    c.readiness_probe = Some(core::Probe {
+        handler: Some(core::ProbeHandler {
+            http_get: Some(core::HttpGetAction {
+                path: s("/healthz"),
+                port: Some(IntOrString {
+                    r#type: Some(1),
+                    int_val: Some(0),
+                    str_val: s("http"),
+                }),
+                host: s(""),
+                scheme: s(""),
+                http_headers: vec![],
+            }),
+            ..Default::default()
+        }),
+        initial_delay_seconds: Some(5),
+        timeout_seconds: Some(0),
+        period_seconds: Some(0),
+        success_threshold: Some(0),
+        failure_threshold: Some(0),
+        termination_grace_period_seconds: None,
+    });
+    c.env = vec![core::EnvVar {
+        name: s("TOKEN"),
+        value: s(""),
+        value_from: Some(core::EnvVarSource {
+            secret_key_ref: Some(core::SecretKeySelector {
+                local_object_reference: Some(core::LocalObjectReference { name: s("creds") }),
+                key: s("token"),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+    }];
+    c.volume_mounts = vec![core::VolumeMount {
+        name: s("cfg"),
+        read_only: Some(true),
+        mount_path: s("/etc/cfg"),
+        sub_path: s(""),
+        ..Default::default()
+    }];
+    c.security_context = Some(core::SecurityContext {
+        run_as_non_root: Some(false),
+        ..Default::default()
+    });
+    let mut meta = new_meta("web", "edge").unwrap();
+    meta.labels = labels("run", "web");
+    let sent = core::Pod {
+        metadata: Some(meta),
+        spec: Some(core::PodSpec {
+            volumes: vec![core::Volume {
+                name: s("cfg"),
+                volume_source: Some(core::VolumeSource {
+                    config_map: Some(core::ConfigMapVolumeSource {
+                        local_object_reference: Some(core::LocalObjectReference { name: s("app") }),
+                        items: vec![],
+                        default_mode: Some(0o644),
+                        optional: None,
+                    }),
+                    ..Default::default()
+                }),
+            }],
+            containers: vec![c],
+            restart_policy: s("Always"),
+            dns_policy: s("ClusterFirst"),
+            automount_service_account_token: Some(false),
+            node_name: s(""),
+            host_network: Some(false),
+            ..Default::default()
+        }),
+        status: Some(core::PodStatus {
+            phase: s(""),
+            ..Default::default()
+        }),
+    };
+    round_trip(
+        "v1",
+        "Pod",
+        &sent,
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "edge", "labels": {"run": "web"},
+                "creationTimestamp": null},
+            "spec": {
+                "volumes": [{"name": "cfg", "configMap": {"name": "app", "defaultMode": 420}}],
+                "containers": [{
+                    "name": "web", "image": "nginx",
+                    "ports": [{"containerPort": 8080}],
+                    "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef":
+                        {"name": "creds", "key": "token", "optional": false}}}],
+                    "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}},
+                    "volumeMounts": [{"name": "cfg", "readOnly": true, "mountPath": "/etc/cfg"}],
+                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+                        "initialDelaySeconds": 5},
+                    "securityContext": {"runAsNonRoot": false}
+                }],
+                "restartPolicy": "Always",
+                "dnsPolicy": "ClusterFirst",
+                "automountServiceAccountToken": false
+            },
+            "status": {}}),
+    );
+}
+
+#[test]
+fn generator_kinds_round_trip() {
+    use k8s_pb::api::rbac::v1 as rbac;
+    let role = rbac::Role {
+        metadata: new_meta("reader", "default"),
+        rules: vec![rbac::PolicyRule {
+            verbs: vec!["get".into(), "list".into()],
+            api_groups: vec!["".into()],
+            resources: vec!["pods".into()],
+            resource_names: vec![],
+            non_resource_ur_ls: vec![],
+        }],
+    };
+    round_trip(
+        "rbac.authorization.k8s.io/v1",
+        "Role",
+        &role,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "reader", "namespace": "default", "creationTimestamp": null},
+            "rules": [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}]}),
+    );
+    let svc = core::Service {
+        metadata: new_meta("web", "default"),
+        spec: Some(core::ServiceSpec {
+            ports: vec![core::ServicePort {
+                name: s("80-8080"),
+                protocol: s("TCP"),
+                app_protocol: None,
+                port: Some(80),
+                target_port: Some(k8s_pb::apimachinery::pkg::util::intstr::IntOrString {
+                    r#type: Some(0),
+                    int_val: Some(8080),
+                    str_val: s(""),
+                }),
+                node_port: Some(0),
+            }],
+            selector: labels("app", "web"),
+            cluster_ip: s(""),
+            r#type: s("ClusterIP"),
+            ..Default::default()
+        }),
+        status: Some(core::ServiceStatus::default()),
+    };
+    round_trip(
+        "v1",
+        "Service",
+        &svc,
+        json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "default", "creationTimestamp": null},
+            "spec": {"ports": [{"name": "80-8080", "protocol": "TCP", "port": 80, "targetPort": 8080}],
+                "selector": {"app": "web"}, "type": "ClusterIP"},
+            "status": {}}),
+    );
+}
+
+#[test]
+fn priority_class_ingress_and_pdb_round_trip() {
+    use k8s_pb::api::networking::v1 as net;
+    use k8s_pb::api::policy::v1 as policy;
+    use k8s_pb::api::scheduling::v1 as scheduling;
+    let pc = scheduling::PriorityClass {
+        metadata: new_meta("high", ""),
+        value: Some(1000),
+        global_default: Some(false),
+        description: s(""),
+        preemption_policy: s("Never"),
+    };
+    round_trip(
+        "scheduling.k8s.io/v1",
+        "PriorityClass",
+        &pc,
+        json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": "high", "creationTimestamp": null},
+            "value": 1000, "preemptionPolicy": "Never"}),
+    );
+    let ing = net::Ingress {
+        metadata: new_meta("ing", "default"),
+        spec: Some(net::IngressSpec {
+            ingress_class_name: None,
+            default_backend: None,
+            tls: vec![],
+            rules: vec![net::IngressRule {
+                host: s("foo.com"),
+                ingress_rule_value: Some(net::IngressRuleValue {
+                    http: Some(net::HttpIngressRuleValue {
+                        paths: vec![net::HttpIngressPath {
+                            path: s("/bar"),
+                            path_type: s("Exact"),
+                            backend: Some(net::IngressBackend {
+                                service: Some(net::IngressServiceBackend {
+                                    name: s("svc1"),
+                                    port: Some(net::ServiceBackendPort {
+                                        name: s(""),
+                                        number: Some(8080),
+                                    }),
+                                }),
+                                resource: None,
+                            }),
+                        }],
+                    }),
+                }),
+            }],
+        }),
+        // client-go writes non-pointer structs even when empty.
+        status: Some(net::IngressStatus {
+            load_balancer: Some(Default::default()),
+        }),
+    };
+    round_trip(
+        "networking.k8s.io/v1",
+        "Ingress",
+        &ing,
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "ing", "namespace": "default", "creationTimestamp": null},
+            "spec": {"rules": [{"host": "foo.com", "http": {"paths": [{"path": "/bar",
+                "pathType": "Exact",
+                "backend": {"service": {"name": "svc1", "port": {"number": 8080}}}}]}}]},
+            "status": {"loadBalancer": {}}}),
+    );
+    let pdb = policy::PodDisruptionBudget {
+        metadata: new_meta("pdb", "default"),
+        spec: Some(policy::PodDisruptionBudgetSpec {
+            min_available: Some(k8s_pb::apimachinery::pkg::util::intstr::IntOrString {
+                r#type: Some(1),
+                int_val: Some(0),
+                str_val: s("50%"),
+            }),
+            selector: Some(k8s_pb::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                match_labels: labels("app", "web"),
+                match_expressions: vec![],
+            }),
+            max_unavailable: None,
+            unhealthy_pod_eviction_policy: None,
+        }),
+        status: None,
+    };
+    round_trip(
+        "policy/v1",
+        "PodDisruptionBudget",
+        &pdb,
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "pdb", "namespace": "default", "creationTimestamp": null},
+            "spec": {"minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}}}}),
+    );
 }

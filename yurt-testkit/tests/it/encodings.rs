@@ -209,23 +209,55 @@ async fn unsupported_kinds_fall_back_or_are_refused() {
     let srv = server().await;
     let addr = srv.addr();
     let pods = "/api/v1/namespaces/default/pods";
-    // A Pod in protobuf: 415 naming the kind.
-    let pod = core::Pod {
+    // A DaemonSet in protobuf (no kubectl generator sends one): 415 naming the kind.
+    let ds = k8s_pb::api::apps::v1::DaemonSet {
         metadata: Some(ObjectMeta {
-            name: s("p"),
+            name: s("d"),
             ..Default::default()
         }),
         ..Default::default()
     };
-    let body = client_go_bytes("v1", "Pod", &pod);
-    let (code, _, resp) = exchange(addr, "POST", pods, PROTOBUF, CLIENT_GO_ACCEPT, body).await;
+    let body = client_go_bytes("apps/v1", "DaemonSet", &ds);
+    let daemonsets = "/apis/apps/v1/namespaces/default/daemonsets";
+    let (code, _, resp) =
+        exchange(addr, "POST", daemonsets, PROTOBUF, CLIENT_GO_ACCEPT, body).await;
     assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let st: Value = serde_json::from_slice(&resp).unwrap();
     assert_eq!(st["reason"], "UnsupportedMediaType");
     let msg = st["message"].as_str().unwrap();
     assert!(
-        msg.starts_with("protobuf bodies are decoded for ") && msg.contains("Kind=Pod"),
+        msg.starts_with("protobuf bodies are decoded for ") && msg.contains("Kind=DaemonSet"),
         "{msg}"
+    );
+    // A Pod in protobuf (kubectl run) is taken, and answered in protobuf.
+    let pod = core::Pod {
+        metadata: Some(ObjectMeta {
+            name: s("p"),
+            ..Default::default()
+        }),
+        spec: Some(core::PodSpec {
+            containers: vec![core::Container {
+                name: s("c"),
+                image: s("nginx"),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let body = client_go_bytes("v1", "Pod", &pod);
+    let (code, ct, resp) = exchange(addr, "POST", pods, PROTOBUF, CLIENT_GO_ACCEPT, body).await;
+    assert_eq!((code, ct.as_str()), (StatusCode::CREATED, PROTOBUF));
+    let stored = Unknown::decode(&resp[4..]).unwrap();
+    let stored = core::Pod::decode(&stored.raw.unwrap()[..]).unwrap();
+    let c = &stored.spec.unwrap().containers[0];
+    assert_eq!(
+        (c.name.as_deref(), c.image.as_deref()),
+        (Some("c"), Some("nginx"))
+    );
+    assert_eq!(
+        stored.metadata.unwrap().namespace.as_deref(),
+        Some("default")
     );
     // Not protobuf at all behind the protobuf content type: 400.
     let (code, _, _) = exchange(addr, "POST", pods, PROTOBUF, "", "{}").await;
