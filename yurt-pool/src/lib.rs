@@ -9,6 +9,7 @@
 //! | controller | alias | what it does |
 //! | --- | --- | --- |
 //! | `nodepool-controller` | `nodepool` | NodePool status, pool labels/annotations/taints on member nodes |
+//! | `node-bucket-controller` | `nodebucket` | pool membership split into NodeBuckets of `--max-nodes-per-bucket` |
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> Result<(), yurt_pool::Error> {

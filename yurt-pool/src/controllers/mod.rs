@@ -19,6 +19,7 @@ use crate::informers::Watched;
 use crate::metrics::{ControllerLabel, ResultLabels};
 use crate::names;
 
+pub mod nodebucket;
 pub mod nodepool;
 
 /// A custom resource a controller needs; the controller is skipped when it is not served.
@@ -57,14 +58,27 @@ const NODEPOOLS: RequiredResource = RequiredResource {
     plural: "nodepools",
 };
 
+const NODEBUCKETS: RequiredResource = RequiredResource {
+    group_version: "apps.openyurt.io/v1alpha1",
+    plural: "nodebuckets",
+};
+
 /// Every controller of this crate, in the order they are started.
 pub fn all() -> Vec<ControllerDef> {
-    vec![ControllerDef {
-        name: names::NODEPOOL,
-        requires: &[NODEPOOLS],
-        disabled_by_default: false,
-        setup: nodepool::setup,
-    }]
+    vec![
+        ControllerDef {
+            name: names::NODEPOOL,
+            requires: &[NODEPOOLS],
+            disabled_by_default: false,
+            setup: nodepool::setup,
+        },
+        ControllerDef {
+            name: names::NODE_BUCKET,
+            requires: &[NODEPOOLS, NODEBUCKETS],
+            disabled_by_default: false,
+            setup: nodebucket::setup,
+        },
+    ]
 }
 
 /// Errors a reconcile can end with; each leads to an exponential requeue of the object.

@@ -213,32 +213,8 @@ pub fn setup(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
     let (nodes, node_changes) = ctx.informers.subscribe::<Node>();
 
     // Pool status, keyed by pool; a node event triggers its current and its last seen pool.
-    // The store is updated before subscribers hear of a change, so a node missing from it was
-    // deleted.
-    let last_pool: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-    let node_index = nodes.clone();
-    let status = Controller::for_shared_stream(pool_changes, pools.clone()).watches_shared_stream(
-        node_changes,
-        move |node: Arc<Node>| {
-            let mut last = last_pool.lock().unwrap_or_else(|e| e.into_inner());
-            let name = node.name_any();
-            let now = node.labels().get(NODEPOOL_LABEL).cloned();
-            let deleted = node_index
-                .get(&ObjectRef::from_obj(node.as_ref()))
-                .is_none();
-            let before = match &now {
-                Some(pool) if !deleted => last.insert(name, pool.clone()),
-                _ => last.remove(&name),
-            };
-            let mut out: Vec<ObjectRef<NodePool>> = Vec::new();
-            for pool in now.into_iter().chain(before) {
-                if !out.iter().any(|r| r.name == pool) {
-                    out.push(ObjectRef::new(&pool));
-                }
-            }
-            out
-        },
-    );
+    let status = Controller::for_shared_stream(pool_changes, pools.clone())
+        .watches_shared_stream(node_changes, node_pool_mapper(nodes.clone()));
     let status_nodes = nodes.clone();
     let status_future = drive(NODEPOOL, status, ctx.clone(), move |pool, ctx| {
         reconcile_status(pool, ctx, status_nodes.clone())
@@ -273,7 +249,36 @@ pub fn setup(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
     .boxed()
 }
 
-async fn synced<K>(store: &Store<K>, what: &'static str) -> Result<(), ReconcileError>
+/// Maps a changed Node to the pools it affects: the pool it is in now and the pool it was last
+/// seen in (so a node that leaves a pool, or is deleted, triggers that pool too). `nodes` is the
+/// shared Node store, which is updated before subscribers hear of a change, so a node missing
+/// from it was deleted.
+pub(crate) fn node_pool_mapper(
+    nodes: Store<Node>,
+) -> impl Fn(Arc<Node>) -> Vec<ObjectRef<NodePool>> + Send + Sync + 'static {
+    let last_pool: Mutex<HashMap<String, String>> = Mutex::default();
+    move |node: Arc<Node>| {
+        let mut last = last_pool.lock().unwrap_or_else(|e| e.into_inner());
+        let name = node.name_any();
+        let now = node.labels().get(NODEPOOL_LABEL).cloned();
+        let deleted = nodes.get(&ObjectRef::from_obj(node.as_ref())).is_none();
+        let before = match &now {
+            Some(pool) if !deleted => last.insert(name, pool.clone()),
+            _ => last.remove(&name),
+        };
+        let mut out: Vec<ObjectRef<NodePool>> = Vec::new();
+        for pool in now.into_iter().chain(before) {
+            if !out.iter().any(|r| r.name == pool) {
+                out.push(ObjectRef::new(&pool));
+            }
+        }
+        out
+    }
+}
+
+/// Waits (bounded) for a shared cache's first list; a reconcile fails (and is retried) rather
+/// than act on an empty cache.
+pub(crate) async fn synced<K>(store: &Store<K>, what: &'static str) -> Result<(), ReconcileError>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {

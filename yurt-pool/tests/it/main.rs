@@ -4,5 +4,6 @@
 
 mod leader;
 mod manager;
+mod nodebucket;
 mod nodepool;
 mod support;

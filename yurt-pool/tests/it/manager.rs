@@ -26,7 +26,7 @@ async fn unknown_controller_names_are_rejected_and_aliases_accepted() {
         .unwrap();
     assert_eq!(m.enabled(), vec!["nodepool-controller"]);
     let m = Manager::builder(s.client())
-        .controllers(&["*", "-nodepool-controller"])
+        .controllers(&["*", "-nodepool-controller", "-nodebucket"])
         .build()
         .unwrap();
     assert!(m.enabled().is_empty());
@@ -56,7 +56,7 @@ async fn each_resource_is_watched_once_however_many_controllers_use_it() {
             .filter(|r| r.watch && r.resource == resource)
             .count()
     };
-    // The status and attribute-sync controllers both use nodes and nodepools.
+    // The status, attribute-sync and bucket controllers all use nodes and nodepools.
     assert_eq!(watches("nodes"), 1);
     assert_eq!(watches("nodepools"), 1);
     m.stop().await.unwrap();
@@ -136,20 +136,25 @@ async fn a_converged_cluster_causes_no_reconciles_and_no_writes() {
     }
     // Let the last events of our own writes come back and settle: counts stop moving.
     let metrics = m.ctx.metrics.clone();
-    let mut last = metrics.reconcile_count("nodepool-controller");
+    let total = |m: &yurt_pool::Metrics| {
+        m.reconcile_count("nodepool-controller") + m.reconcile_count("node-bucket-controller")
+    };
+    let mut last = total(&metrics);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = metrics.reconcile_count("nodepool-controller");
+        let now = total(&metrics);
         if now == last {
             break;
         }
         last = now;
     }
-    let errors = metrics.error_count("nodepool-controller");
+    let errors =
+        metrics.error_count("nodepool-controller") + metrics.error_count("node-bucket-controller");
     s.reset_traffic();
     // Idle for 30 s (watch bookmarks keep arriving meanwhile).
     tokio::time::sleep(Duration::from_secs(30)).await;
-    assert_eq!(metrics.reconcile_count("nodepool-controller"), last);
+    assert!(metrics.reconcile_count("node-bucket-controller") > 0);
+    assert_eq!(total(&metrics), last);
     let writes: Vec<_> = s
         .traffic()
         .records
@@ -158,6 +163,9 @@ async fn a_converged_cluster_causes_no_reconciles_and_no_writes() {
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
     assert!(writes.is_empty(), "{writes:?}");
-    assert_eq!(metrics.error_count("nodepool-controller"), errors);
+    assert_eq!(
+        metrics.error_count("nodepool-controller") + metrics.error_count("node-bucket-controller"),
+        errors
+    );
     m.stop().await.unwrap();
 }
