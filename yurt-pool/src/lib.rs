@@ -10,6 +10,7 @@
 //! | --- | --- | --- |
 //! | `nodepool-controller` | `nodepool` | NodePool status, pool labels/annotations/taints on member nodes |
 //! | `node-bucket-controller` | `nodebucket` | pool membership split into NodeBuckets of `--max-nodes-per-bucket` |
+//! | `csr-approver-controller` | `csrapprover` | approves exactly the hub and tunnel CSRs |
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> Result<(), yurt_pool::Error> {

@@ -19,6 +19,7 @@ use crate::informers::Watched;
 use crate::metrics::{ControllerLabel, ResultLabels};
 use crate::names;
 
+pub mod csrapprover;
 pub mod nodebucket;
 pub mod nodepool;
 
@@ -77,6 +78,12 @@ pub fn all() -> Vec<ControllerDef> {
             requires: &[NODEPOOLS, NODEBUCKETS],
             disabled_by_default: false,
             setup: nodebucket::setup,
+        },
+        ControllerDef {
+            name: names::CSR_APPROVER,
+            requires: &[],
+            disabled_by_default: false,
+            setup: csrapprover::setup,
         },
     ]
 }

@@ -2,6 +2,7 @@
 //! runtime (controller selection, shared watches, skipped controllers, idleness), leader
 //! election, and each controller's behaviour.
 
+mod csrapprover;
 mod leader;
 mod manager;
 mod nodebucket;
