@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
@@ -24,6 +25,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 /// How many changed objects may wait for a subscriber before the watch pauses.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -43,6 +45,9 @@ struct Informer<K: Watched> {
     writer: Option<reflector::store::Writer<K>>,
     reader: Store<K>,
     subscribers: Vec<mpsc::Sender<Arc<K>>>,
+    /// Set once the first list is in the store. (kube-runtime's `Store::wait_until_ready`
+    /// wakes only one of several concurrent waiters, so readiness is tracked here.)
+    synced: watch::Sender<bool>,
 }
 
 trait ErasedInformer: Send {
@@ -67,6 +72,7 @@ where
         let writer = self.writer.take()?;
         let subscribers = std::mem::take(&mut self.subscribers);
         let reader = self.reader.clone();
+        let synced = self.synced.clone();
         let api: Api<K> = Api::all(client);
         let kind = K::kind(&()).into_owned();
         Some(
@@ -80,7 +86,10 @@ where
                 while let Some(event) = events.next().await {
                     let changed: Vec<Arc<K>> = match event {
                         Ok(Event::Apply(obj)) | Ok(Event::Delete(obj)) => vec![Arc::new(obj)],
-                        Ok(Event::InitDone) => reader.state(),
+                        Ok(Event::InitDone) => {
+                            synced.send_replace(true);
+                            reader.state()
+                        }
                         Ok(Event::Init) | Ok(Event::InitApply(_)) => Vec::new(),
                         Err(err) => {
                             tracing::warn!(%kind, error = %err, "watch failed; retrying with backoff");
@@ -131,6 +140,7 @@ impl Informers {
                 writer: Some(writer),
                 reader,
                 subscribers: Vec::new(),
+                synced: watch::Sender::new(false),
             })
         });
         let informer = slot
@@ -146,6 +156,26 @@ impl Informers {
     pub fn store<K: Watched>(&self) -> Store<K> {
         let (store, _changes) = self.subscribe::<K>();
         store
+    }
+
+    /// Waits up to `limit` for the first list of `K` to be in its store; `false` on timeout or
+    /// when nothing subscribed to `K`.
+    pub async fn wait_synced<K: Watched>(&self, limit: Duration) -> bool {
+        let rx = {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(slot) = inner.get_mut(&TypeId::of::<K>()) else {
+                return false;
+            };
+            match slot.as_any_mut().downcast_mut::<Informer<K>>() {
+                Some(informer) => informer.synced.subscribe(),
+                None => return false,
+            }
+        };
+        let mut rx = rx;
+        matches!(
+            tokio::time::timeout(limit, rx.wait_for(|ready| *ready)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// One future per subscribed type that lists and watches it until dropped. Types already

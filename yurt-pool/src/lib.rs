@@ -11,6 +11,8 @@
 //! | `nodepool-controller` | `nodepool` | NodePool status, pool labels/annotations/taints on member nodes |
 //! | `node-bucket-controller` | `nodebucket` | pool membership split into NodeBuckets of `--max-nodes-per-bucket` |
 //! | `csr-approver-controller` | `csrapprover` | approves exactly the hub and tunnel CSRs |
+//! | `service-topology-endpoints-controller` | `servicetopologyendpoints` | re-delivers Endpoints when a Service's topology annotation changes |
+//! | `service-topology-endpointslice-controller` | `servicetopologyendpointslices` | the same for EndpointSlices |
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> Result<(), yurt_pool::Error> {

@@ -22,6 +22,7 @@ use crate::names;
 pub mod csrapprover;
 pub mod nodebucket;
 pub mod nodepool;
+pub mod servicetopology;
 
 /// A custom resource a controller needs; the controller is skipped when it is not served.
 #[derive(Clone, Copy, Debug)]
@@ -84,6 +85,18 @@ pub fn all() -> Vec<ControllerDef> {
             requires: &[],
             disabled_by_default: false,
             setup: csrapprover::setup,
+        },
+        ControllerDef {
+            name: names::SERVICE_TOPOLOGY_ENDPOINTS,
+            requires: &[],
+            disabled_by_default: false,
+            setup: servicetopology::setup_endpoints,
+        },
+        ControllerDef {
+            name: names::SERVICE_TOPOLOGY_ENDPOINTSLICE,
+            requires: &[],
+            disabled_by_default: false,
+            setup: servicetopology::setup_endpointslices,
         },
     ]
 }

@@ -199,8 +199,8 @@ async fn reconcile(
     buckets: Store<NodeBucket>,
     written: Arc<Mutex<HashMap<String, Written>>>,
 ) -> Result<Action, ReconcileError> {
-    synced(&nodes, "nodes").await?;
-    synced(&buckets, "nodebuckets").await?;
+    synced::<Node>(&ctx, "nodes").await?;
+    synced::<NodeBucket>(&ctx, "nodebuckets").await?;
     let name = pool.name_any();
     {
         let mut map = written.lock().unwrap_or_else(|e| e.into_inner());

@@ -26,10 +26,10 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Node, Taint};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use yurt_core::crd::{NodePool, NodePoolStatus};
@@ -276,15 +276,16 @@ pub(crate) fn node_pool_mapper(
     }
 }
 
-/// Waits (bounded) for a shared cache's first list; a reconcile fails (and is retried) rather
-/// than act on an empty cache.
-pub(crate) async fn synced<K>(store: &Store<K>, what: &'static str) -> Result<(), ReconcileError>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    match tokio::time::timeout(SYNC_WAIT, store.wait_until_ready()).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(ReconcileError::NotSynced(what)),
+/// Waits (bounded) for the shared cache of `K` to hold its first list; a reconcile fails (and is
+/// retried) rather than act on an empty cache.
+pub(crate) async fn synced<K: crate::informers::Watched>(
+    ctx: &Context,
+    what: &'static str,
+) -> Result<(), ReconcileError> {
+    if ctx.informers.wait_synced::<K>(SYNC_WAIT).await {
+        Ok(())
+    } else {
+        Err(ReconcileError::NotSynced(what))
     }
 }
 
@@ -293,7 +294,7 @@ async fn reconcile_status(
     ctx: Arc<Context>,
     nodes: Store<Node>,
 ) -> Result<Action, ReconcileError> {
-    synced(&nodes, "nodes").await?;
+    synced::<Node>(&ctx, "nodes").await?;
     let desired = desired_status(&pool, &nodes.state());
     let current = pool.status.clone().unwrap_or_default();
     if current == desired {
@@ -322,7 +323,7 @@ async fn reconcile_attributes(
     ctx: Arc<Context>,
     pools: Store<NodePool>,
 ) -> Result<Action, ReconcileError> {
-    synced(&pools, "nodepools").await?;
+    synced::<NodePool>(&ctx, "nodepools").await?;
     let pool = node
         .labels()
         .get(NODEPOOL_LABEL)

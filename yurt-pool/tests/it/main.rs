@@ -7,4 +7,5 @@ mod leader;
 mod manager;
 mod nodebucket;
 mod nodepool;
+mod servicetopology;
 mod support;
