@@ -2,4 +2,5 @@
 //! operator runs them, as processes, and judged by exit code and output.
 
 mod examples;
+mod yurt_manager;
 mod yurthub;

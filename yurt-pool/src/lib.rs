@@ -37,8 +37,9 @@ pub mod leader;
 pub mod manager;
 pub mod metrics;
 pub mod names;
+pub mod probes;
 
 pub use context::{Context, ManagerConfig};
 pub use leader::{LeaderElector, LeadershipLost, LeaseConfig};
-pub use manager::{Error, Manager, ManagerBuilder, Phase};
+pub use manager::{Error, Manager, ManagerBuilder, Phase, install_crds};
 pub use metrics::Metrics;

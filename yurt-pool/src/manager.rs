@@ -264,3 +264,24 @@ async fn missing_resource(
     }
     Ok(None)
 }
+
+/// Applies every OpenYurt CustomResourceDefinition (the same definitions as `deploy/crds/`)
+/// with server-side apply as field manager `yurt-manager`, and returns their names. Applying
+/// again is a no-op, so this is safe on every start.
+pub async fn install_crds(client: &Client) -> Result<Vec<String>, kube::Error> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, Patch, PatchParams};
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply("yurt-manager").force();
+    let mut names = Vec::new();
+    for mut crd in yurt_core::crd::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crd.metadata.managed_fields = None;
+        let mut body = serde_json::to_value(&crd).map_err(kube::Error::SerdeError)?;
+        body["apiVersion"] = "apiextensions.k8s.io/v1".into();
+        body["kind"] = "CustomResourceDefinition".into();
+        api.patch(&name, &params, &Patch::Apply(&body)).await?;
+        names.push(name);
+    }
+    Ok(names)
+}
