@@ -20,6 +20,7 @@ use std::time::Duration;
 use clap::Parser;
 use yurt::cache::server::shutdown_signal;
 use yurt::pool::probes::{self, ProbeState};
+use yurt::pool::ratelimit::RateLimitLayer;
 use yurt::pool::{Error, LeaseConfig, Manager, ManagerConfig, install_crds};
 
 #[path = "support/flags.rs"]
@@ -66,6 +67,12 @@ struct Cli {
     /// Kubeconfig to use (default: in-cluster credentials, then $KUBECONFIG / ~/.kube/config).
     #[arg(long, help_heading = "Cluster")]
     kubeconfig: Option<PathBuf>,
+    /// Requests per second to the apiserver (client-side token bucket, as client-go).
+    #[arg(long, default_value_t = 50.0, help_heading = "Cluster")]
+    rest_config_qps: f32,
+    /// Requests allowed at once above the steady rate.
+    #[arg(long, default_value_t = 100, help_heading = "Cluster")]
+    rest_config_burst: u32,
     /// Apply the OpenYurt CRDs (the definitions in deploy/crds) before starting.
     #[arg(long, help_heading = "Cluster")]
     install_crds: bool,
@@ -125,7 +132,14 @@ async fn client(cli: &Cli) -> Result<kube::Client, String> {
             .await
             .map_err(|e| format!("no cluster credentials (in-cluster or kubeconfig): {e}"))?,
     };
-    kube::Client::try_from(config).map_err(|e| format!("cannot build the API client: {e}"))
+    if cli.rest_config_qps <= 0.0 {
+        return Err("--rest-config-qps must be positive".into());
+    }
+    let limit = RateLimitLayer::new(cli.rest_config_qps, cli.rest_config_burst);
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| format!("cannot build the API client: {e}"))?
+        .with_layer(&limit)
+        .build())
 }
 
 fn identity() -> String {

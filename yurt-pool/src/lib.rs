@@ -38,6 +38,7 @@ pub mod manager;
 pub mod metrics;
 pub mod names;
 pub mod probes;
+pub mod ratelimit;
 
 pub use context::{Context, ManagerConfig};
 pub use leader::{LeaderElector, LeadershipLost, LeaseConfig};
