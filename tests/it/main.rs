@@ -4,4 +4,5 @@
 mod credentials;
 mod examples;
 mod raven;
+mod yurt_manager;
 mod yurthub;

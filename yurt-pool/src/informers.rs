@@ -1,0 +1,190 @@
+//! Shared informers: one watch per resource type per process, fanned out to every controller.
+//!
+//! A controller asks [`Informers::subscribe`] for a type while it is being set up and gets the
+//! type's reflector [`Store`] plus its own stream of changed objects. When every controller is
+//! set up, [`Informers::start`] opens exactly one list+watch per subscribed type; each event is
+//! applied to the store first and then handed to every subscriber, with backpressure (a slow
+//! subscriber slows the watch rather than losing events). Unlike kube-runtime's own shared
+//! reflector, deletions are handed on too, so a controller keyed by another object (a pool
+//! counting its nodes) hears about a member that disappeared. After a (re)list, every object in
+//! the store is handed on once, which is how controllers see the initial state.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::future::BoxFuture;
+use futures::{FutureExt, SinkExt, Stream, StreamExt};
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+/// How many changed objects may wait for a subscriber before the watch pauses.
+const SUBSCRIBER_BUFFER: usize = 1024;
+
+/// A resource type that can be watched through [`Informers`].
+pub trait Watched:
+    Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+struct Informer<K: Watched> {
+    writer: Option<reflector::store::Writer<K>>,
+    reader: Store<K>,
+    subscribers: Vec<mpsc::Sender<Arc<K>>>,
+    /// Set once the first list is in the store. (kube-runtime's `Store::wait_until_ready`
+    /// wakes only one of several concurrent waiters, so readiness is tracked here.)
+    synced: watch::Sender<bool>,
+}
+
+trait ErasedInformer: Send {
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn start(&mut self, client: Client) -> Option<BoxFuture<'static, ()>>;
+    fn type_name(&self) -> &'static str;
+}
+
+impl<K: Watched> ErasedInformer for Informer<K>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<K>()
+    }
+
+    fn start(&mut self, client: Client) -> Option<BoxFuture<'static, ()>> {
+        let writer = self.writer.take()?;
+        let subscribers = std::mem::take(&mut self.subscribers);
+        let reader = self.reader.clone();
+        let synced = self.synced.clone();
+        let api: Api<K> = Api::all(client);
+        let kind = K::kind(&()).into_owned();
+        Some(
+            async move {
+                let mut subscribers = subscribers;
+                let mut events = std::pin::pin!(
+                    watcher::watcher(api, watcher::Config::default())
+                        .default_backoff()
+                        .reflect(writer)
+                );
+                while let Some(event) = events.next().await {
+                    let changed: Vec<Arc<K>> = match event {
+                        Ok(Event::Apply(obj)) | Ok(Event::Delete(obj)) => vec![Arc::new(obj)],
+                        Ok(Event::InitDone) => {
+                            synced.send_replace(true);
+                            reader.state()
+                        }
+                        Ok(Event::Init) | Ok(Event::InitApply(_)) => Vec::new(),
+                        Err(err) => {
+                            tracing::warn!(%kind, error = %err, "watch failed; retrying with backoff");
+                            Vec::new()
+                        }
+                    };
+                    for obj in changed {
+                        let mut live = Vec::with_capacity(subscribers.len());
+                        for mut tx in subscribers.drain(..) {
+                            if tx.send(obj.clone()).await.is_ok() {
+                                live.push(tx);
+                            }
+                        }
+                        subscribers = live;
+                    }
+                }
+            }
+            .boxed(),
+        )
+    }
+}
+
+/// The process-wide set of shared informers (see the module docs).
+#[derive(Clone, Default)]
+pub struct Informers {
+    inner: Arc<Mutex<HashMap<TypeId, Box<dyn ErasedInformer>>>>,
+}
+
+impl Debug for Informers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<_> = inner.values().map(|i| i.type_name()).collect();
+        names.sort_unstable();
+        f.debug_struct("Informers").field("types", &names).finish()
+    }
+}
+
+impl Informers {
+    /// The store of `K` (shared by every subscriber; filled once the informers start) and a new
+    /// stream of `K` objects that changed or were deleted. Subscribe before [`Informers::start`];
+    /// a stream taken later sees nothing.
+    pub fn subscribe<K: Watched>(&self) -> (Store<K>, impl Stream<Item = Arc<K>> + Send + 'static) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = inner.entry(TypeId::of::<K>()).or_insert_with(|| {
+            let writer = reflector::store::Writer::<K>::default();
+            let reader = writer.as_reader();
+            Box::new(Informer {
+                writer: Some(writer),
+                reader,
+                subscribers: Vec::new(),
+                synced: watch::Sender::new(false),
+            })
+        });
+        let informer = slot
+            .as_any_mut()
+            .downcast_mut::<Informer<K>>()
+            .expect("informer slots are keyed by their type");
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        informer.subscribers.push(tx);
+        (informer.reader.clone(), rx)
+    }
+
+    /// The store of `K` without a change stream (for controllers that only read `K`).
+    pub fn store<K: Watched>(&self) -> Store<K> {
+        let (store, _changes) = self.subscribe::<K>();
+        store
+    }
+
+    /// Waits up to `limit` for the first list of `K` to be in its store; `false` on timeout or
+    /// when nothing subscribed to `K`.
+    pub async fn wait_synced<K: Watched>(&self, limit: Duration) -> bool {
+        let rx = {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(slot) = inner.get_mut(&TypeId::of::<K>()) else {
+                return false;
+            };
+            match slot.as_any_mut().downcast_mut::<Informer<K>>() {
+                Some(informer) => informer.synced.subscribe(),
+                None => return false,
+            }
+        };
+        let mut rx = rx;
+        matches!(
+            tokio::time::timeout(limit, rx.wait_for(|ready| *ready)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// One future per subscribed type that lists and watches it until dropped. Types already
+    /// started are skipped, so calling this twice opens no second watch.
+    pub fn start(&self, client: &Client) -> Vec<BoxFuture<'static, ()>> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .values_mut()
+            .filter_map(|informer| informer.start(client.clone()))
+            .collect()
+    }
+}
