@@ -1,6 +1,5 @@
-//! Kubelet's own node-Lease requests, answered by the hub (§1.9 and §1.18 of the OpenYurt
-//! reference) and turned into a kubelet liveness signal for the [`health`](crate::health)
-//! checker.
+//! Kubelet's own node-Lease requests, answered by the hub as OpenYurt's YurtHub does, and
+//! turned into a kubelet liveness signal for the [`health`](crate::health) checker.
 //!
 //! In edge mode kubelet's lease requests are **never forwarded**: the hub renews the real Lease
 //! `kube-node-lease/<node>` itself (the [`Probe::Lease`](crate::health::Probe::Lease) heartbeat
@@ -22,6 +21,13 @@
 //!   seen from the apiserver) and answers 200 with it; `POST` (create) does the same with 201.
 //!   There is no optimistic-concurrency check: kubelet is the copy's only writer.
 //! - Every handled request (any of the three) calls [`KubeletLiveness::renewed`].
+//!
+//! Bodies may be JSON or protobuf (kubelet's default, `application/vnd.kubernetes.protobuf`): a
+//! protobuf Lease is decoded to the JSON the apiserver would store and kept as such; a body that
+//! does not decode is the apiserver's 400 `Status`. Answers are JSON whenever the client's
+//! `Accept` allows it (kubelet's `application/vnd.kubernetes.protobuf, application/json` does)
+//! and protobuf only for a protobuf-only `Accept`. A create for another lease is forwarded with
+//! the body exactly as received (the apiserver reads protobuf itself).
 //!
 //! Any other request (another component, another lease, a watch, a list, a patch, a delete)
 //! passes through unchanged.

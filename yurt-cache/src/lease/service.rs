@@ -7,7 +7,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::Service;
-use yurt_core::{Component, RequestInfo, Status, Verb};
+use yurt_core::{Component, RequestInfo, Status, Verb, protobuf};
 
 use super::KubeletLiveness;
 use crate::body::Body;
@@ -134,6 +134,62 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     resp
 }
 
+/// Whether an `Accept` value lets the answer be JSON: absent, or listing JSON or a wildcard.
+/// kubelet's `application/vnd.kubernetes.protobuf, application/json` does.
+fn accepts_json(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else { return true };
+    accept.split(',').any(|entry| {
+        let media = entry.split(';').next().unwrap_or("").trim();
+        ["application/json", "application/*", "*/*"]
+            .iter()
+            .any(|m| media.eq_ignore_ascii_case(m))
+    }) || !accept.split(',').any(protobuf::is_protobuf)
+}
+
+/// The lease in a form `accept` allows: JSON when it may be, protobuf (as the apiserver would
+/// answer a protobuf-only client) otherwise.
+fn answer(status: StatusCode, value: &Value, accept: Option<&str>) -> Response<Body> {
+    if accepts_json(accept) {
+        return json_response(status, value);
+    }
+    match protobuf::encode(value) {
+        Ok(bytes) => {
+            let mut resp = Response::new(Body::from(bytes));
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(protobuf::MEDIA_TYPE),
+            );
+            resp
+        }
+        Err(e) => e.to_status().to_response(),
+    }
+}
+
+/// The lease in a request body: JSON, or a protobuf body (kubelet's default) decoded to the
+/// JSON the apiserver would store. A body that is neither is a 400 (415 for a protobuf kind the
+/// decoder does not convert), as from the apiserver.
+fn lease_of(content_type: Option<&str>, bytes: &[u8]) -> Result<Value, Box<Response<Body>>> {
+    let lease = if content_type.is_some_and(protobuf::is_protobuf) {
+        protobuf::decode(bytes).map_err(|e| Box::new(e.to_status().to_response()))?
+    } else {
+        serde_json::from_slice::<Value>(bytes).map_err(|e| {
+            Box::new(Status::bad_request(format!("decoding the lease: {e}")).to_response())
+        })?
+    };
+    if lease.is_object() {
+        Ok(lease)
+    } else {
+        Err(Box::new(
+            Status::bad_request("the lease is not a JSON object").to_response(),
+        ))
+    }
+}
+
+fn header(parts: &http::request::Parts, name: http::header::HeaderName) -> Option<&str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 impl<S> Service<Request<Body>> for KubeletLeaseService<S>
 where
     S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
@@ -155,8 +211,15 @@ where
             Kind::Other => Box::pin(self.inner.call(req)),
             Kind::Get => {
                 shared.liveness.renewed();
+                let accept = req
+                    .headers()
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 if let Some(lease) = shared.current() {
-                    return Box::pin(async move { Ok(json_response(StatusCode::OK, &lease)) });
+                    return Box::pin(async move {
+                        Ok(answer(StatusCode::OK, &lease, accept.as_deref()))
+                    });
                 }
                 if shared.seeding.swap(true, Ordering::SeqCst) {
                     return Box::pin(async move { Ok(shared.not_found()) });
@@ -168,14 +231,19 @@ where
                     if resp.status() != StatusCode::OK {
                         return Ok(shared.not_found());
                     }
+                    let content_type = resp
+                        .headers()
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
                     let Ok(bytes) = resp.into_body().collect().await.map(|c| c.to_bytes()) else {
                         return Ok(shared.not_found());
                     };
-                    match serde_json::from_slice::<Value>(&bytes) {
-                        Ok(lease) if lease.is_object() => {
+                    match lease_of(content_type.as_deref(), &bytes) {
+                        Ok(lease) => {
                             shared.seed(lease);
                             let lease = shared.current().unwrap_or_default();
-                            Ok(json_response(StatusCode::OK, &lease))
+                            Ok(answer(StatusCode::OK, &lease, accept.as_deref()))
                         }
                         _ => Ok(shared.not_found()),
                     }
@@ -195,20 +263,13 @@ where
                                 .to_response());
                         }
                     };
-                    let lease = match serde_json::from_slice::<Value>(&bytes) {
-                        Ok(v) if v.is_object() => v,
-                        Ok(_) => {
-                            return Ok(
-                                Status::bad_request("the lease is not a JSON object").to_response()
-                            );
-                        }
-                        Err(e) => {
-                            return Ok(Status::bad_request(format!("decoding the lease: {e}"))
-                                .to_response());
-                        }
+                    let lease = match lease_of(header(&parts, http::header::CONTENT_TYPE), &bytes) {
+                        Ok(lease) => lease,
+                        Err(resp) => return Ok(*resp),
                     };
                     let named = lease.pointer("/metadata/name").and_then(Value::as_str);
                     if create && named != Some(shared.node.as_str()) {
+                        // Forwarded as received: the apiserver reads protobuf itself.
                         let req = Request::from_parts(parts, Body::from(bytes));
                         return inner.call(req).await;
                     }
@@ -219,7 +280,7 @@ where
                     } else {
                         StatusCode::OK
                     };
-                    Ok(json_response(status, &kept))
+                    Ok(answer(status, &kept, header(&parts, http::header::ACCEPT)))
                 })
             }
         }

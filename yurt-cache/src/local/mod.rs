@@ -15,6 +15,7 @@
 //! | create | echoed back as created (201) with a generated name for `generateName`, a uid and a creation time; Events are also appended to the journal for upload, other kinds are not (their controllers re-create them) and are not cached |
 //! | update / patch | applied to the cached copy (update with the resourceVersion precondition; merge, JSON and strategic merge patch through [`yurt_core::patch`]; on `/status` only `status` changes), stored together with a journal entry in one durable transaction, returned, and sent to open local watches as MODIFIED |
 //! | delete, deletecollection | 403 Status: the cloud must decide |
+//! | (create and update bodies) | JSON, or protobuf (kubelet's default) decoded to JSON and journaled as JSON; a protobuf kind the decoder does not convert is a 415 Status naming it |
 //! | non-resource documents | `/version`, discovery and OpenAPI from the store; anything else is passed on (and answered 503) |
 //!
 //! Requests of components that are not cache agents, and requests the table does not cover

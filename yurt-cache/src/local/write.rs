@@ -1,5 +1,12 @@
 //! Offline writes: create echoes (Events journaled), update and patch applied to the cached
 //! copy and journaled in the same transaction.
+//!
+//! Create and update bodies may be JSON or protobuf (client-go's default for built-in kinds:
+//! kubelet's Event POSTs and Lease updates). A protobuf body is decoded to the JSON object the
+//! apiserver would store and from then on handled, cached and journaled as JSON (the journal
+//! replays it with `Content-Type: application/json`); a kind the decoder does not convert is a
+//! 415 `Status` carrying the decoder's message, which names the kind. Patches stay JSON-based
+//! as in the apiserver.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -9,7 +16,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use yurt_core::patch::{PatchType, apply_patch};
-use yurt_core::{RequestInfo, Status, Verb};
+use yurt_core::{RequestInfo, Status, Verb, protobuf};
 
 use super::endpoints::pod_state;
 use super::journal::{JournalEntry, JournalVerb};
@@ -51,6 +58,29 @@ fn is_json(ct: &str) -> bool {
         .unwrap_or("")
         .trim()
         .eq_ignore_ascii_case("application/json")
+}
+
+/// A create or update body as JSON, with the content type to journal it under: JSON as sent,
+/// protobuf decoded (see the module docs), anything else a 415.
+fn json_body(ct: &str, raw: &[u8]) -> Result<(Value, String), Box<Response<Body>>> {
+    if protobuf::is_protobuf(ct) {
+        return match protobuf::decode(raw) {
+            Ok(v) => Ok((v, "application/json".to_owned())),
+            Err(e) => Err(Box::new(e.to_status().to_response())),
+        };
+    }
+    if !is_json(ct) {
+        return Err(Box::new(
+            Status::unsupported_media_type(&["application/json", protobuf::MEDIA_TYPE])
+                .to_response(),
+        ));
+    }
+    match serde_json::from_slice::<Value>(raw) {
+        Ok(v) if v.is_object() => Ok((v, ct.to_owned())),
+        _ => Err(Box::new(
+            Status::bad_request("the request body is not a JSON object").to_response(),
+        )),
+    }
 }
 
 fn user_agent(parts: &http::request::Parts) -> String {
@@ -110,16 +140,11 @@ pub(super) async fn create(
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let ct = content_type(&parts);
-    if !is_json(&ct) {
-        return Status::unsupported_media_type(&["application/json"]).to_response();
-    }
-    let Ok(mut obj) = serde_json::from_slice::<Value>(&raw) else {
-        return Status::bad_request("the request body is not a JSON object").to_response();
+    let (mut obj, ct) = match json_body(&content_type(&parts), &raw) {
+        Ok(b) => b,
+        Err(resp) => return *resp,
     };
-    if !obj.is_object() {
-        return Status::bad_request("the request body is not a JSON object").to_response();
-    }
+    let sent = obj.clone();
     let gvr = gvr_of(info);
     let mut name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
     if name.is_empty() {
@@ -154,7 +179,7 @@ pub(super) async fn create(
             path: info.path.clone(),
             query: parts.uri.query().unwrap_or("").to_owned(),
             content_type: ct,
-            body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+            body: sent,
             group: gvr.group.clone(),
             version: gvr.version.clone(),
             resource: gvr.resource.clone(),
@@ -197,10 +222,16 @@ pub(super) async fn modify(
             }
         }
     } else {
-        if !is_json(&ct) {
-            return Status::unsupported_media_type(&["application/json"]).to_response();
-        }
         None
+    };
+    // An update's body, as JSON (decoded if protobuf), before taking the write lock.
+    let (update, ct) = if patch_type.is_none() {
+        match json_body(&ct, &raw) {
+            Ok((v, ct)) => (Some(v), ct),
+            Err(resp) => return *resp,
+        }
+    } else {
+        (None, ct)
     };
     // One offline write at a time: the read-modify-write below must not interleave.
     let _serial = inner.writes.lock().await;
@@ -250,12 +281,7 @@ pub(super) async fn modify(
             patched
         }
         None => {
-            let Ok(new) = serde_json::from_slice::<Value>(&raw) else {
-                return Status::bad_request("the request body is not a JSON object").to_response();
-            };
-            if !new.is_object() {
-                return Status::bad_request("the request body is not a JSON object").to_response();
-            }
+            let new = update.clone().unwrap_or_default();
             if let Some(n) = new["metadata"]["name"].as_str()
                 && n != info.name
             {
@@ -306,7 +332,9 @@ pub(super) async fn modify(
         && gvr == Gvr::new("", "v1", "pods")
         && pod_state(&cached.json, node).map(|s| s.1)
             != pod_state(object.json(), node).map(|s| s.1);
-    let body = if ct.starts_with(PatchType::Apply.content_type()) {
+    let body = if let Some(update) = update {
+        update
+    } else if ct.starts_with(PatchType::Apply.content_type()) {
         Value::String(String::from_utf8_lossy(&raw).into_owned())
     } else {
         serde_json::from_slice(&raw).unwrap_or(Value::Null)

@@ -299,3 +299,109 @@ async fn while_kubelet_does_not_renew_the_node_lease_rests_but_servers_stay_heal
     renewing.abort();
     checker.shutdown().await;
 }
+
+/// kubelet's request with a protobuf body and kubelet's (or the given) `Accept`.
+fn protobuf_request(method: &str, path: &str, accept: &str, body: Vec<u8>) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("user-agent", KUBELET)
+        .header("accept", accept)
+        .header("content-type", crate::protobuf::CONTENT_TYPE)
+        .body(Body::from(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn kubelet_protobuf_lease_writes_are_accepted_as_the_apiserver_accepts_them() {
+    let api = TestApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let liveness = KubeletLiveness::new(Duration::from_secs(3600));
+    let health = HealthConfig::lease(NODE)
+        .interval(Duration::from_secs(3600))
+        .retry_interval(Duration::from_secs(3600));
+    let (stack, checker) = hub(&api, dir.path(), &liveness, health);
+    wait_for(&mut checker.subscribe(), |s| s.any_healthy()).await;
+    let (status, seeded) = send(&stack, request("GET", LEASE, KUBELET, None)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // kubelet's renewal: protobuf body, JSON allowed in the answer -> 200 JSON, kept.
+    api.reset_traffic();
+    let renewal = crate::protobuf::lease(
+        NODE,
+        seeded["metadata"]["resourceVersion"].as_str().unwrap(),
+        1_893_456_000,
+    );
+    let (status, put) = send(
+        &stack,
+        protobuf_request("PUT", LEASE, crate::protobuf::ACCEPT, renewal),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{put}");
+    assert_eq!(put["kind"], "Lease");
+    assert_eq!(put["spec"]["renewTime"], "2030-01-01T00:00:00.123456Z");
+    assert_eq!(put["spec"]["holderIdentity"], NODE);
+    assert!(rv(&put) > rv(&seeded));
+    let (status, got) = send(&stack, request("GET", LEASE, KUBELET, None)).await;
+    assert_eq!((status, &got), (StatusCode::OK, &put));
+    assert_eq!(kubelet_lease_requests(&api), 0, "answered locally");
+
+    // A client that accepts only protobuf gets protobuf, as from the apiserver.
+    let again = crate::protobuf::lease(NODE, "", 1_893_456_060);
+    let resp = tokio::time::timeout(
+        WAIT,
+        stack.clone().oneshot(protobuf_request(
+            "PUT",
+            LEASE,
+            crate::protobuf::CONTENT_TYPE,
+            again,
+        )),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["content-type"],
+        crate::protobuf::CONTENT_TYPE
+    );
+    let bytes = crate::net::bytes(resp).await;
+    let decoded = yurt_core::protobuf::decode(&bytes).unwrap();
+    assert_eq!(decoded["spec"]["renewTime"], "2030-01-01T00:01:00.123456Z");
+
+    // A malformed protobuf body is the apiserver's 400.
+    let (status, bad) = send(
+        &stack,
+        protobuf_request(
+            "PUT",
+            LEASE,
+            crate::protobuf::ACCEPT,
+            b"k8s\0\xff\xff".to_vec(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    assert_eq!(bad["kind"], "Status");
+
+    // kubelet's create of a lease that is not the node's is forwarded as received: the
+    // apiserver reads the protobuf and holds the renewTime.
+    let other = crate::protobuf::lease("edge-2", "", 1_893_456_120);
+    let (status, created) = send(
+        &stack,
+        protobuf_request("POST", LEASES, crate::protobuf::ACCEPT, other),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let held = api
+        .get_object(
+            "coordination.k8s.io/v1",
+            "leases",
+            "kube-node-lease",
+            "edge-2",
+        )
+        .expect("the apiserver has the forwarded Lease");
+    assert_eq!(held["spec"]["renewTime"], "2030-01-01T00:02:00.123456Z");
+    assert_eq!(held["spec"]["holderIdentity"], "edge-2");
+    assert_eq!(kubelet_lease_requests(&api), 1);
+    checker.shutdown().await;
+}

@@ -16,6 +16,7 @@ mod multiplex;
 mod net;
 mod offline;
 mod pages;
+mod protobuf;
 mod request_info;
 mod server;
 mod store;

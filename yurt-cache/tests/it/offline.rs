@@ -1350,3 +1350,120 @@ async fn kubectl_get_shows_the_apiservers_columns_online_and_offline() {
     rig.heal().await;
     rig.shutdown().await;
 }
+
+/// kubelet's protobuf write to the hub's listener, over HTTP.
+async fn protobuf_write(rig: &Rig, method: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("user-agent", KUBELET)
+        .header("accept", crate::protobuf::ACCEPT)
+        .header("content-type", crate::protobuf::CONTENT_TYPE)
+        .body(yurt_cache::body::Body::from(body))
+        .unwrap();
+    let proxy: http::Uri = format!("http://{}", rig.hub().proxy_addr())
+        .parse()
+        .unwrap();
+    let resp = crate::net::send(&crate::net::plain_client(), &proxy, req)
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, crate::net::json(resp).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_protobuf_writes_are_journaled_as_json_and_replayed() {
+    let rig = Rig::start().await;
+    let kubelet = rig.client(KUBELET);
+    rig.create(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "cfg", "namespace": "default"}, "data": {"k": "v1"}}))
+        .await;
+    let cms: Api<ConfigMap> = Api::namespaced(kubelet.clone(), "default");
+    let cloud_cm = cms.get("cfg").await.unwrap();
+    rig.wait_object(
+        "kubelet",
+        Gvr::new("", "v1", "configmaps"),
+        "default",
+        "cfg",
+    )
+    .await;
+    rig.cut().await;
+
+    // kubelet's Event POST in protobuf: accepted (201, JSON), journaled as JSON.
+    let (status, created) = protobuf_write(
+        &rig,
+        "POST",
+        "/api/v1/namespaces/default/events",
+        crate::protobuf::event("web-1", "protobuf offline"),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["kind"], "Event");
+    assert!(
+        created["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("web-1.")
+    );
+    assert_eq!(created["message"], "protobuf offline");
+    let journal = rig.hub().store().journal().await.unwrap();
+    assert_eq!(journal.len(), 1);
+    let entry = yurt_cache::local::JournalEntry::from_bytes(&journal[0].1).unwrap();
+    assert_eq!(entry.content_type, "application/json");
+    assert_eq!(entry.body["message"], "protobuf offline");
+
+    // A ConfigMap update in protobuf: applied to the cached copy and journaled as JSON.
+    let rv = cloud_cm.metadata.resource_version.clone().unwrap();
+    let (status, updated) = protobuf_write(
+        &rig,
+        "PUT",
+        "/api/v1/namespaces/default/configmaps/cfg",
+        crate::protobuf::configmap("cfg", &rv, "v2"),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["data"]["k"], "v2");
+    assert_eq!(cms.get("cfg").await.unwrap().data.unwrap()["k"], "v2");
+    let journal = rig.hub().store().journal().await.unwrap();
+    assert_eq!(journal.len(), 2);
+    let entry = yurt_cache::local::JournalEntry::from_bytes(&journal[1].1).unwrap();
+    assert_eq!(entry.content_type, "application/json");
+    assert_eq!(entry.body["data"]["k"], "v2");
+
+    // A kind the decoder does not convert: 415 with the decoder's message naming it.
+    let (status, refused) = protobuf_write(
+        &rig,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        crate::protobuf::pod("p"),
+    )
+    .await;
+    assert_eq!(status, 415, "{refused}");
+    assert_eq!(refused["kind"], "Status");
+    assert_eq!(refused["reason"], "UnsupportedMediaType");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("Kind=Pod"), "{message}");
+    assert_eq!(rig.hub().store().journal().await.unwrap().len(), 2);
+
+    // Back online: the replay sends JSON and the apiserver has the Event.
+    rig.heal().await;
+    rig.journal_drained().await;
+    let cloud_events =
+        Api::<k8s_openapi::api::core::v1::Event>::namespaced(rig.api.client(), "default")
+            .list(&Default::default())
+            .await
+            .unwrap();
+    let replayed = cloud_events
+        .items
+        .iter()
+        .find(|e| e.message.as_deref() == Some("protobuf offline"))
+        .expect("the Event reached the apiserver");
+    assert_eq!(replayed.reason.as_deref(), Some("Started"));
+    assert_eq!(replayed.involved_object.name.as_deref(), Some("web-1"));
+    let cloud_cm = Api::<ConfigMap>::namespaced(rig.api.client(), "default")
+        .get("cfg")
+        .await
+        .unwrap();
+    assert_eq!(cloud_cm.data.unwrap()["k"], "v2");
+    rig.shutdown().await;
+}
