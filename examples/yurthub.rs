@@ -62,7 +62,8 @@ proxies, and serves it from the cache while the cloud is unreachable, so the nod
 offline.
 
 Talks to: the cluster's kube-apiserver(s) (--server-addr, or the server of --kubeconfig) over \
-TLS with the node's client certificate; it renews the node Lease there as its health check.
+TLS with the node's client certificate; its health checks of those servers decide when it \
+answers from the cache instead.
 
 Listens on: 127.0.0.1:10261 (--proxy-port): the proxy, where kubelet's kubeconfig points; \
 127.0.0.1:10267 (--serve-port): management (/v1/healthz, /v1/readyz, /metrics, /v1/cache). \
