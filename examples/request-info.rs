@@ -13,9 +13,20 @@
 use clap::Parser;
 use yurt::core::{Component, FieldSelector, LabelSelector, RequestInfo, Status};
 
-/// Resolve a Kubernetes API request line the way yurt-rs's hub does.
+/// What `request-info --help` opens with (`-h` shows this paragraph only).
+const ABOUT: &str = "request-info: resolves one Kubernetes API request line the way the yurt-rs \
+hub does (verb, resource, namespace, name, selectors, component) and prints it as JSON.";
+
+/// The rest of the opening of `request-info --help`.
+const LONG_ABOUT: &str = "request-info: resolves one Kubernetes API request line the way the \
+yurt-rs hub does (verb, resource, namespace, name, selectors, component) and prints it as JSON.
+
+Talks to: nothing; it is not a daemon and opens no port. A malformed request prints the \
+Kubernetes Status the hub would answer and exits 1.";
+
+/// Command-line arguments.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about = ABOUT, long_about = LONG_ABOUT)]
 struct Args {
     /// HTTP method (GET, POST, PUT, PATCH, DELETE, ...).
     method: String,

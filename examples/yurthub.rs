@@ -19,6 +19,7 @@
 //!     --kubeconfig /etc/kubernetes/kubelet.conf
 //! ```
 
+use std::io::IsTerminal as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,112 +50,148 @@ enum WorkingMode {
     Cloud,
 }
 
-/// Edge hub: proxies the node's kube-apiserver traffic, caches it, keeps the node autonomous.
+/// What `yurthub --help` opens with (`-h` shows the first paragraph).
+const ABOUT: &str = "yurthub: the edge hub (OpenYurt YurtHub) of one node. It proxies the node's \
+kube-apiserver traffic (kubelet, kube-proxy, CNI, ...) to the cloud, caches what it proxies, and \
+serves it from the cache while the cloud is unreachable, so the node keeps working offline.";
+
+/// The rest of `yurthub --help`'s opening: what it talks to, its ports, how to try it.
+const LONG_ABOUT: &str = "yurthub: the edge hub (OpenYurt YurtHub) of one node. It proxies the \
+node's kube-apiserver traffic (kubelet, kube-proxy, CNI, ...) to the cloud, caches what it \
+proxies, and serves it from the cache while the cloud is unreachable, so the node keeps working \
+offline.
+
+Talks to: the cluster's kube-apiserver(s) (--server-addr, or the server of --kubeconfig) over \
+TLS with the node's client certificate; its health checks of those servers decide when it \
+answers from the cache instead.
+
+Listens on: 127.0.0.1:10261 (--proxy-port): the proxy, where kubelet's kubeconfig points; \
+127.0.0.1:10267 (--serve-port): management (/v1/healthz, /v1/readyz, /metrics, /v1/cache). \
+Cache: /etc/kubernetes/cache/cache.redb (--disk-cache-path).
+
+Try it without a cluster: `yurthub --demo` (offline autonomy, end to end) or `yurthub \
+--sandbox` (a test kube-apiserver behind the hub); both use node name edge-1 unless \
+--node-name says otherwise.";
+
+/// Help headings: the flags grouped as a manual.
+const NODE: &str = "Node";
+const UPSTREAM: &str = "Upstream (the cloud's kube-apiserver)";
+const CERTS: &str = "Certificates";
+const SERVING: &str = "Serving";
+const CACHE: &str = "Cache and offline behaviour";
+const HEALTH: &str = "Health checks";
+const FILTERS: &str = "Filters and traffic reuse";
+const TRY: &str = "Trying it without a cluster";
+
+/// The node name `--demo` and `--sandbox` use when `--node-name` is not given.
+const DEFAULT_TRY_NODE: &str = "edge-1";
+
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about = ABOUT, long_about = LONG_ABOUT)]
 struct Cli {
-    /// kube-apiserver addresses, comma separated (`https://host:port`; `https://` is added
-    /// when missing). Default: the server of `--kubeconfig`.
-    #[arg(long, value_delimiter = ',')]
-    server_addr: Vec<String>,
-    /// This node's name (its Lease is the heartbeat).
-    #[arg(long, env = "NODE_NAME")]
-    node_name: String,
+    /// kube-apiserver addresses, comma separated: `https://host:port` (or `host:port`, which
+    /// gets `https://`). Default: the server of `--kubeconfig`.
+    #[arg(long, value_delimiter = ',', value_parser = server_addr, help_heading = UPSTREAM)]
+    server_addr: Vec<http::Uri>,
+    /// How to choose among healthy servers: rr or priority.
+    #[arg(long, default_value = "rr", help_heading = UPSTREAM)]
+    lb_mode: Strategy,
+    /// This node's name (its Lease is the heartbeat). Required, except with `--demo` and
+    /// `--sandbox` (default edge-1).
+    #[arg(long, env = "NODE_NAME", required_unless_present_any = ["demo", "sandbox"], help_heading = NODE)]
+    node_name: Option<String>,
     /// The node's pool (for the response filters; default: the pool whose members include the
     /// node).
-    #[arg(long)]
+    #[arg(long, help_heading = NODE)]
     nodepool_name: Option<String>,
-    /// Rewrite responses with the resource filters (servicetopology, masterservice, ...).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    enable_resource_filter: bool,
-    /// Filters to switch off, comma separated (`*`: all).
-    #[arg(long, value_delimiter = ',', value_parser = filter_name)]
-    disabled_resource_filters: Vec<String>,
-    /// Pool membership for the filters from NodePool `status.nodes`.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    enable_node_pool: bool,
-    /// Pool membership for the filters from NodeBuckets (takes precedence over NodePools).
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
-    enable_pool_service_topology: bool,
-    /// The address the filters point in-cluster apiserver clients at.
-    #[arg(long, default_value = "169.254.2.1")]
-    dummy_if_ip: String,
-    /// The port the filters point in-cluster apiserver clients at.
-    #[arg(long, default_value_t = 10268)]
-    proxy_secure_port: u16,
-    /// Resources whose list/watch requests all local clients share through one upstream
-    /// list+watch each (`group/version/resource`, comma separated; empty: none).
-    #[arg(long, default_value = DEFAULT_POOL_SCOPE_RESOURCES)]
-    pool_scope_resources: PoolScopeResources,
-    /// Address of the management server.
-    #[arg(long, default_value = "127.0.0.1")]
-    bind_address: IpAddr,
-    /// Port of the management server (`/v1/healthz`, `/v1/readyz`, `/metrics`, `/v1/cache`).
-    #[arg(long, default_value_t = 10267)]
-    serve_port: u16,
+    /// edge (cache) or cloud (proxy only).
+    #[arg(long, value_enum, default_value = "edge", help_heading = NODE)]
+    working_mode: WorkingMode,
+    /// Namespace of ConfigMap yurt-hub-cfg.
+    #[arg(long, default_value = "kube-system", help_heading = NODE)]
+    namespace: String,
+    /// A kubeconfig whose cluster CA and client certificate/key (data or files) the hub uses.
+    #[arg(long, help_heading = CERTS)]
+    kubeconfig: Option<PathBuf>,
+    /// The hub's client certificate (PEM), instead of `--kubeconfig`.
+    #[arg(long, requires = "client_key", help_heading = CERTS)]
+    client_cert: Option<PathBuf>,
+    /// The hub's client key (PEM).
+    #[arg(long, requires = "client_cert", help_heading = CERTS)]
+    client_key: Option<PathBuf>,
+    /// The cluster CA (PEM) that signed the kube-apiserver's certificate.
+    #[arg(long, help_heading = CERTS)]
+    ca_file: Option<PathBuf>,
     /// Address of the proxy.
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, default_value = "127.0.0.1", help_heading = SERVING)]
     bind_proxy_address: IpAddr,
     /// Port of the proxy (kubelet's kubeconfig points here).
-    #[arg(long, default_value_t = 10261)]
+    #[arg(long, default_value_t = 10261, help_heading = SERVING)]
     proxy_port: u16,
-    /// Directory of the cache store (file `cache.redb` inside). With `--sandbox` and no value:
-    /// the sandbox's temporary directory.
-    #[arg(long)]
+    /// Address of the management server.
+    #[arg(long, default_value = "127.0.0.1", help_heading = SERVING)]
+    bind_address: IpAddr,
+    /// Port of the management server (`/v1/healthz`, `/v1/readyz`, `/metrics`, `/v1/cache`).
+    #[arg(long, default_value_t = 10267, help_heading = SERVING)]
+    serve_port: u16,
+    /// How long shutdown waits for in-flight requests (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = duration, help_heading = SERVING)]
+    shutdown_drain_timeout: Duration,
+    /// Directory of the cache store (file `cache.redb` inside). With `--sandbox` or `--demo`
+    /// and no value: a temporary directory. [default: /etc/kubernetes/cache/]
+    #[arg(long, help_heading = CACHE)]
     disk_cache_path: Option<PathBuf>,
-    /// How to choose among healthy servers: rr or priority.
-    #[arg(long, default_value = "rr")]
-    lb_mode: Strategy,
-    /// Re-reads of the Lease after a conflict before a heartbeat fails.
-    #[arg(long, default_value_t = 3)]
-    heartbeat_failed_retry: u32,
-    /// Consecutive successful heartbeats before a server is healthy again.
-    #[arg(long, default_value_t = 2)]
-    heartbeat_healthy_threshold: u32,
-    /// Timeout of one heartbeat, seconds.
-    #[arg(long, default_value_t = 2)]
-    heartbeat_timeout_seconds: u64,
-    /// Interval between heartbeats, seconds.
-    #[arg(long, default_value_t = 10)]
-    heartbeat_interval_seconds: u64,
+    /// Base timeout of watches served while offline (e.g. 1800s): without `timeoutSeconds`
+    /// such a watch ends after this times a random factor in [1, 2).
+    #[arg(long, default_value = "1800s", value_parser = duration, help_heading = CACHE)]
+    min_request_timeout: Duration,
     /// The node Lease's duration (e.g. 40s); in edge mode also the grace period within which
     /// kubelet must renew its lease through the hub, or the hub stops renewing the node Lease
     /// (it keeps probing `/readyz` and proxying).
-    #[arg(long, default_value = "40s", value_parser = duration)]
+    #[arg(long, default_value = "40s", value_parser = duration, help_heading = HEALTH)]
     kubelet_health_grace_period: Duration,
-    /// Base timeout of watches served while offline (e.g. 1800s): without `timeoutSeconds`
-    /// such a watch ends after this times a random factor in [1, 2).
-    #[arg(long, default_value = "1800s", value_parser = duration)]
-    min_request_timeout: Duration,
-    /// edge (cache) or cloud (proxy only).
-    #[arg(long, value_enum, default_value = "edge")]
-    working_mode: WorkingMode,
-    /// Namespace of ConfigMap yurt-hub-cfg.
-    #[arg(long, default_value = "kube-system")]
-    namespace: String,
-    /// A kubeconfig whose cluster CA and client certificate/key (data or files) the hub uses.
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
-    /// The hub's client certificate (PEM), instead of `--kubeconfig`.
-    #[arg(long, requires = "client_key")]
-    client_cert: Option<PathBuf>,
-    /// The hub's client key (PEM).
-    #[arg(long, requires = "client_cert")]
-    client_key: Option<PathBuf>,
-    /// The cluster CA (PEM) that signed the kube-apiserver's certificate.
-    #[arg(long)]
-    ca_file: Option<PathBuf>,
-    /// How long shutdown waits for in-flight requests (e.g. 30s).
-    #[arg(long, default_value = "30s", value_parser = duration)]
-    shutdown_drain_timeout: Duration,
+    /// Re-reads of the Lease after a conflict before a heartbeat fails.
+    #[arg(long, default_value_t = 3, help_heading = HEALTH)]
+    heartbeat_failed_retry: u32,
+    /// Consecutive successful heartbeats before a server is healthy again.
+    #[arg(long, default_value_t = 2, help_heading = HEALTH)]
+    heartbeat_healthy_threshold: u32,
+    /// Timeout of one heartbeat, seconds.
+    #[arg(long, default_value_t = 2, help_heading = HEALTH)]
+    heartbeat_timeout_seconds: u64,
+    /// Interval between heartbeats, seconds.
+    #[arg(long, default_value_t = 10, help_heading = HEALTH)]
+    heartbeat_interval_seconds: u64,
+    /// Rewrite responses with the resource filters (servicetopology, masterservice, ...).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, help_heading = FILTERS)]
+    enable_resource_filter: bool,
+    /// Filters to switch off, comma separated (`*`: all).
+    #[arg(long, value_delimiter = ',', value_parser = filter_name, help_heading = FILTERS)]
+    disabled_resource_filters: Vec<String>,
+    /// Pool membership for the filters from NodePool `status.nodes`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, help_heading = FILTERS)]
+    enable_node_pool: bool,
+    /// Pool membership for the filters from NodeBuckets (takes precedence over NodePools).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, help_heading = FILTERS)]
+    enable_pool_service_topology: bool,
+    /// The address the filters point in-cluster apiserver clients at.
+    #[arg(long, default_value = "169.254.2.1", help_heading = FILTERS)]
+    dummy_if_ip: IpAddr,
+    /// The port the filters point in-cluster apiserver clients at.
+    #[arg(long, default_value_t = 10268, help_heading = FILTERS)]
+    proxy_secure_port: u16,
+    /// Resources whose list/watch requests all local clients share through one upstream
+    /// list+watch each (`group/version/resource`, comma separated; empty: none).
+    #[arg(long, default_value = DEFAULT_POOL_SCOPE_RESOURCES, help_heading = FILTERS)]
+    pool_scope_resources: PoolScopeResources,
     /// Start an in-process test kube-apiserver (TLS, a node certificate for this node) and
     /// put the hub in front of it; prints the proxy URL and a kubeconfig for kubectl.
-    #[arg(long, conflicts_with_all = ["server_addr", "kubeconfig", "client_cert", "ca_file"])]
+    #[arg(long, conflicts_with_all = ["server_addr", "kubeconfig", "client_cert", "ca_file"], help_heading = TRY)]
     sandbox: bool,
     /// The offline-autonomy demo: a sandbox cloud behind a fault-injecting link, the hub, and
     /// a kubelet-like client; cuts the link, restarts the hub offline, heals the link, prints
     /// what happened, then keeps serving until Ctrl-C.
-    #[arg(long, conflicts_with_all = ["server_addr", "kubeconfig", "client_cert", "ca_file", "sandbox"])]
+    #[arg(long, conflicts_with_all = ["server_addr", "kubeconfig", "client_cert", "ca_file", "sandbox"], help_heading = TRY)]
     demo: bool,
 }
 
@@ -241,18 +278,77 @@ fn from_kubeconfig(path: &Path) -> Result<FromKubeconfig, String> {
     Ok((cluster["server"].as_str().map(str::to_owned), ca, identity))
 }
 
-fn server_uri(s: &str) -> Result<http::Uri, String> {
+/// A kube-apiserver address (`--server-addr`, or a kubeconfig's `server`): `https://host:port`,
+/// `http://host:port`, or `host:port` (which gets `https://`). Bare words, other schemes, bad
+/// ports, paths and user info are refused with one line saying what is wrong.
+fn server_addr(s: &str) -> Result<http::Uri, String> {
+    const EXPECTED: &str = "expected https://host:port, e.g. https://10.0.0.10:6443";
     let s = s.trim();
-    let with_scheme = if s.contains("://") {
-        s.to_owned()
-    } else {
-        format!("https://{s}")
+    let (scheme, rest) = match s.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => ("https".to_owned(), s),
     };
-    with_scheme
+    if scheme != "https" && scheme != "http" {
+        return Err(format!(
+            "scheme {scheme:?} is not https or http ({EXPECTED})"
+        ));
+    }
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() {
+        return Err(format!("no host ({EXPECTED})"));
+    }
+    if authority.contains(['/', '?', '#']) {
+        return Err(format!(
+            "a server address has no path or query ({EXPECTED})"
+        ));
+    }
+    if authority.contains('@') {
+        return Err(format!(
+            "user info does not belong in a server address ({EXPECTED})"
+        ));
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (ip, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("an unclosed IPv6 bracket ({EXPECTED})"))?;
+            if ip.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("{ip:?} is not an IPv6 address ({EXPECTED})"));
+            }
+            match after.strip_prefix(':') {
+                Some(port) => (ip, Some(port)),
+                None if after.is_empty() => (ip, None),
+                None => return Err(format!("not a server address ({EXPECTED})")),
+            }
+        }
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let valid_host = !host.is_empty()
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if !authority.starts_with('[') && !valid_host {
+        return Err(format!(
+            "{host:?} is not a host name or address ({EXPECTED})"
+        ));
+    }
+    match port {
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => {}
+            _ => return Err(format!("port {p:?} is not a port number 1-65535")),
+        },
+        // Without a scheme a bare word would silently become `https://word`: refuse it.
+        None if !s.contains("://") => {
+            return Err(format!("not a server address ({EXPECTED})"));
+        }
+        None => {}
+    }
+    format!("{scheme}://{authority}")
         .parse::<http::Uri>()
-        .ok()
-        .filter(|u| u.host().is_some())
-        .ok_or_else(|| format!("invalid --server-addr {s:?}"))
+        .map_err(|e| format!("{e} ({EXPECTED})"))
 }
 
 fn credentials(cli: &Cli) -> Result<Credentials, String> {
@@ -281,16 +377,12 @@ fn credentials(cli: &Cli) -> Result<Credentials, String> {
         identity_from = format!("--client-cert {}", cert.display());
     }
     let ca_pem = ca_pem.ok_or("no cluster CA: pass --kubeconfig or --ca-file")?;
-    let mut servers = cli
-        .server_addr
-        .iter()
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| server_uri(s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut servers = cli.server_addr.clone();
     if servers.is_empty() {
-        servers.push(server_uri(
-            &kc_server.ok_or("no kube-apiserver: pass --server-addr")?,
-        )?);
+        let server = kc_server.ok_or("no kube-apiserver: pass --server-addr")?;
+        servers.push(
+            server_addr(&server).map_err(|e| format!("--kubeconfig server {server:?}: {e}"))?,
+        );
     }
     Ok(Credentials {
         servers,
@@ -332,7 +424,7 @@ async fn sandbox(node: &str) -> Result<(Sandbox, Credentials), String> {
         .tempdir()
         .map_err(|e| format!("sandbox directory: {e}"))?;
     let creds = Credentials {
-        servers: vec![server_uri(&api.url())?],
+        servers: vec![server_addr(&api.url())?],
         ca_pem: api.ca().ca_pem().as_bytes().to_vec(),
         identity: Some((cert.cert_pem.into_bytes(), cert.key_pem.into_bytes())),
         identity_from: "the sandbox's node certificate".to_owned(),
@@ -409,7 +501,7 @@ fn hub_config(
         switches,
         config: FilterConfig::new(node)
             .nodepool_name(cli.nodepool_name.as_deref())
-            .hub(&cli.dummy_if_ip, cli.proxy_secure_port),
+            .hub(&cli.dummy_if_ip.to_string(), cli.proxy_secure_port),
         pools: match (cli.enable_pool_service_topology, cli.enable_node_pool) {
             (true, _) => PoolSource::NodeBucket,
             (false, true) => PoolSource::NodePool,
@@ -437,12 +529,19 @@ async fn run(cli: Cli) -> Result<(), String> {
     if let Some(r) = futures::FutureExt::now_or_never(&mut signal) {
         return r.map_err(|e| format!("signal handler: {e}"));
     }
-    let node = cli.node_name.trim().to_owned();
+    let node = match &cli.node_name {
+        Some(n) => n.trim().to_owned(),
+        None => DEFAULT_TRY_NODE.to_owned(),
+    };
     if node.is_empty() {
         return Err("--node-name must not be empty".into());
     }
+    let node_line = match &cli.node_name {
+        Some(_) => format!("node {node}"),
+        None => format!("node {node} (the default of --demo and --sandbox; set --node-name)"),
+    };
     if cli.demo {
-        return demo::run(&cli, &node, signal).await;
+        return demo::run(&cli, &node, &node_line, signal).await;
     }
     let (sandbox, creds) = if cli.sandbox {
         let (s, c) = sandbox(&node).await?;
@@ -468,13 +567,18 @@ async fn run(cli: Cli) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
 
+    let servers: Vec<String> = creds.servers.iter().map(ToString::to_string).collect();
     println!(
-        "yurthub: node {node} ({:?} mode), servers {:?}",
-        cli.working_mode, creds.servers
+        "yurthub: {node_line}, {} mode, servers {}",
+        match cli.working_mode {
+            WorkingMode::Edge => "edge",
+            WorkingMode::Cloud => "cloud",
+        },
+        servers.join(", ")
     );
-    println!("yurthub: proxy on http://{}", hub.proxy_addr());
-    println!("yurthub: management on http://{}", hub.admin_addr());
-    println!("yurthub: cache store {}", hub.store().path().display());
+    for line in listener_lines(&hub) {
+        println!("yurthub: {line}");
+    }
     if let Some(pool) = &cli.nodepool_name {
         println!("yurthub: node pool {pool}");
     }
@@ -482,7 +586,10 @@ async fn run(cli: Cli) -> Result<(), String> {
         let path = s.dir.path().join("kubeconfig");
         std::fs::write(&path, kubectl_kubeconfig(hub.proxy_addr()))
             .map_err(|e| format!("sandbox kubeconfig: {e}"))?;
-        println!("yurthub: sandbox apiserver {}", s.api.url());
+        println!(
+            "yurthub: sandbox apiserver on {} (the test kube-apiserver behind the hub)",
+            s.api.url()
+        );
         println!("yurthub: kubeconfig for kubectl {}", path.display());
         println!(
             "yurthub: try `kubectl --server http://{} get --raw /version`",
@@ -498,16 +605,40 @@ async fn run(cli: Cli) -> Result<(), String> {
     signal.map_err(|e| format!("signal handler: {e}"))
 }
 
+/// One line per listener of `hub` (address and purpose) and one for where its cache lives;
+/// the daemon and the demo print them at start.
+fn listener_lines(hub: &EdgeHub) -> [String; 3] {
+    [
+        format!(
+            "proxy on http://{} (kubelet, kube-proxy and the node's other clients)",
+            hub.proxy_addr()
+        ),
+        format!(
+            "management on http://{} (/v1/healthz, /v1/readyz, /metrics, /v1/cache)",
+            hub.admin_addr()
+        ),
+        format!("cache store {}", hub.store().path().display()),
+    ]
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr; RUST_LOG overrides (the demo keeps them quiet beside its story).
-    let default = if cli.demo { "warn" } else { "info" };
+    // Logs go to stderr; RUST_LOG overrides (the demo keeps them quiet beside its story). Colour
+    // only on a terminal: escape codes in a log file or a pipe are noise.
+    // The demo's kubelet-like clients are kube-rs clients: their own request failures while the
+    // link is cut are part of the story (they retry as kubelet does), not the hub's problems.
+    let default = if cli.demo {
+        "warn,kube_client=off,kube_runtime=off"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

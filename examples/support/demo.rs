@@ -7,6 +7,10 @@
 //! reads still served, writes a pod status offline, restarts the hub while offline, heals the
 //! link and shows the resync, printing each step with its timing. Then it keeps serving until
 //! Ctrl-C. Heartbeats run every second here (10 s by default) so the story takes seconds.
+//!
+//! Every story line states only what the demo has checked before printing it (each wait is
+//! bounded; a claim that does not come true in time ends the demo with an error instead). Story
+//! lines go to stdout with a `[demo  12.34s]` prefix; logs go to stderr.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -34,7 +38,7 @@ struct Clock(Instant);
 impl Clock {
     fn say(&self, what: impl AsRef<str>) {
         println!(
-            "[{:>6.2}s] {}",
+            "[demo {:>6.2}s] {}",
             self.0.elapsed().as_secs_f64(),
             what.as_ref()
         );
@@ -155,6 +159,39 @@ fn renew_lease(client: kube::Client, node: String) -> tokio::task::JoinHandle<()
     })
 }
 
+/// Polls `check` every 50 ms until it returns `Some`, at most [`WAIT`].
+async fn until<T, F, Fut>(what: &str, mut check: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    bounded(what, async {
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+/// Whether a new TCP connection to `addr` is reset or closed before it carries anything (the
+/// cut link), rather than held open for the relay.
+async fn connection_refused_or_reset(addr: std::net::SocketAddr) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let Ok(Ok(mut conn)) =
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await
+    else {
+        return true;
+    };
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), conn.read(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
 /// Waits until the hub's health says `healthy` (some server) or not.
 async fn wait_health(hub: &EdgeHub, healthy: bool) -> Result<Duration, String> {
     let start = Instant::now();
@@ -168,7 +205,7 @@ async fn wait_health(hub: &EdgeHub, healthy: bool) -> Result<Duration, String> {
     Ok(start.elapsed())
 }
 
-pub(crate) async fn run<S>(cli: &Cli, node: &str, signal: S) -> Result<(), String>
+pub(crate) async fn run<S>(cli: &Cli, node: &str, node_line: &str, signal: S) -> Result<(), String>
 where
     S: Future<Output = std::io::Result<()>>,
 {
@@ -218,17 +255,19 @@ where
     config.admin_addr = hub.admin_addr();
     let proxy = hub.proxy_addr();
     clock.say(format!(
-        "cloud: sandbox apiserver {}, reached through a fault-injecting link {}",
-        api.url(),
-        link.local_addr()
+        "cloud: sandbox apiserver on {} (the cloud's kube-apiserver)",
+        api.url()
     ));
     clock.say(format!(
-        "hub: proxy http://{proxy}, management http://{}, cache {}",
-        hub.admin_addr(),
-        cache_dir.display()
+        "link: fault-injecting link on {} (the hub's only way to the cloud)",
+        link.local_addr()
     ));
+    clock.say(format!("hub: {node_line}"));
+    for line in super::listener_lines(&hub) {
+        clock.say(format!("hub: {line}"));
+    }
     wait_health(&hub, true).await?;
-    clock.say("hub: the cloud is healthy (node Lease renewed through the link)");
+    clock.say("hub: the cloud is healthy (the hub's health check succeeded through the link)");
 
     // The kubelet-like client: lease, reflector of its pods, reads of node/config/services.
     let kubelet = client_as(proxy, "kubelet/v1.36.0 (linux/amd64) kubernetes/demo")?;
@@ -304,17 +343,25 @@ where
     let (n, t, autonomy, c, s) = bounded("online reads", reads(kubelet.clone())).await??;
     let addrs = bounded("endpointslices", slices(kube_proxy.clone())).await??;
     clock.say(format!(
-        "online: kubelet listed {n} pods ({}), node Autonomy={autonomy}, {c} configmap(s), {s} service(s); kube-proxy sees endpoints {addrs:?}; all cached",
+        "online: kubelet listed {n} pods ({}), node Autonomy={autonomy}, {c} configmap(s), {s} service(s); kube-proxy sees endpoints {addrs:?}",
         ms(t)
     ));
 
     // Cut the link.
     link.cut();
-    clock.say("link: cut (connections reset, new ones refused)");
+    until("the link to drop its connections", || async {
+        (link.open_connections() == 0 && connection_refused_or_reset(link.local_addr()).await)
+            .then_some(())
+    })
+    .await?;
+    clock.say("link: cut (open connections reset, new ones reset at once)");
     hub.probe_now();
     let detect = wait_health(&hub, false).await?;
     clock.say(format!("hub: offline detected in {}", ms(detect)));
     let (n, t, _, c, s) = bounded("offline reads", reads(kubelet.clone())).await??;
+    if hub.health().borrow().any_healthy() {
+        return Err("demo: the hub saw the cloud again while the link was cut".into());
+    }
     clock.say(format!(
         "offline: kubelet listed {n} pods in {} from the cache; node, {c} configmap(s), {s} service(s) served; reflector holds {} pods",
         ms(t),
@@ -326,7 +373,22 @@ where
     bounded("cloud delete", admin_pods.delete("web-3", &now))
         .await?
         .map_err(|e| format!("cloud delete: {e}"))?;
-    clock.say("cloud: web-3 deleted (the node cannot know yet)");
+    until("web-3 to leave the cloud", || async {
+        api.get_object("v1", "pods", "default", "web-3")
+            .is_none()
+            .then_some(())
+    })
+    .await?;
+    let holds_web3 = || {
+        reader
+            .state()
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some("web-3"))
+    };
+    if !holds_web3() {
+        return Err("demo: the node learnt of web-3's deletion while offline".into());
+    }
+    clock.say("cloud: web-3 deleted (the node cannot know yet: its reflector still holds web-3)");
     // An offline status write: web-1 restarted with a new address.
     let status = json!({"status": {"podIP": "10.244.1.11", "podIPs": [{"ip": "10.244.1.11"}]}});
     let kubelet_pods: Api<Pod> = Api::namespaced(kubelet.clone(), "default");
@@ -336,9 +398,42 @@ where
     )
     .await?
     .map_err(|e| format!("offline patch: {e}"))?;
-    let addrs = bounded("offline endpointslices", slices(kube_proxy.clone())).await??;
+    // Checked, not assumed: the cache serves the new status, the journal holds the write, and
+    // kube-proxy's endpoints follow (the offline watch rewrites the EndpointSlice a moment later).
+    let cached_ip = bounded("web-1 from the cache", kubelet_pods.get("web-1"))
+        .await?
+        .map_err(|e| format!("offline get: {e}"))?
+        .status
+        .and_then(|s| s.pod_ip)
+        .unwrap_or_default();
+    if cached_ip != "10.244.1.11" {
+        return Err(format!(
+            "demo: the cache serves web-1 at {cached_ip:?} after the offline patch"
+        ));
+    }
+    let journaled = hub
+        .store()
+        .journal()
+        .await
+        .map_err(|e| format!("demo journal: {e}"))?
+        .len();
+    if journaled == 0 {
+        return Err("demo: the offline patch is not in the journal".into());
+    }
+    let addrs = until("kube-proxy to see web-1's new address", || {
+        let kube_proxy = kube_proxy.clone();
+        async move {
+            let addrs = bounded("offline endpointslices", slices(kube_proxy))
+                .await
+                .ok()?
+                .ok()?;
+            (addrs.iter().any(|a| a == "10.244.1.11") && !addrs.iter().any(|a| a == "10.244.1.1"))
+                .then_some(addrs)
+        }
+    })
+    .await?;
     clock.say(format!(
-        "offline: kubelet patched web-1's status (new IP 10.244.1.11): applied to the cache and journaled; kube-proxy now sees endpoints {addrs:?}"
+        "offline: kubelet patched web-1's status (new IP 10.244.1.11): the cache serves it, {journaled} write(s) journaled; kube-proxy now sees endpoints {addrs:?}"
     ));
 
     // Restart the hub while offline.
@@ -365,12 +460,14 @@ where
 
     // Heal.
     link.heal();
+    let healed = Instant::now();
+    // The next line checks it: the hub reaches the cloud through the link again.
     clock.say("link: healed");
     hub.probe_now();
-    let back = wait_health(&hub, true).await?;
+    wait_health(&hub, true).await?;
     clock.say(format!(
-        "hub: the cloud is healthy again after {}",
-        ms(back)
+        "hub: the cloud is healthy again; offline -> online (link healed -> hub healthy) took {}",
+        ms(healed.elapsed())
     ));
     let store = hub.store().clone();
     bounded("the journal replay", async {
@@ -379,10 +476,12 @@ where
         }
     })
     .await?;
-    let cloud_ip = api
-        .get_object("v1", "pods", "default", "web-1")
-        .and_then(|p| p["status"]["podIP"].as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let cloud_ip = until("the cloud to have web-1's new address", || async {
+        api.get_object("v1", "pods", "default", "web-1")
+            .and_then(|p| p["status"]["podIP"].as_str().map(str::to_owned))
+            .filter(|ip| ip == "10.244.1.11")
+    })
+    .await?;
     let m = hub.resync_metrics().cloned().unwrap_or_default();
     clock.say(format!(
         "resync: journal replayed ({} applied, {} coalesced, {} conflict); the cloud now has web-1 at {cloud_ip}",
@@ -391,14 +490,8 @@ where
         m.replayed_count("conflict")
     ));
     let gone = Instant::now();
-    bounded("the reflector to drop web-3", async {
-        while reader
-            .state()
-            .iter()
-            .any(|p| p.metadata.name.as_deref() == Some("web-3"))
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    until("the reflector to drop web-3", || async {
+        (!holds_web3()).then_some(())
     })
     .await?;
     clock.say(format!(

@@ -67,6 +67,19 @@ fn request_info_answers_a_bad_request_with_a_status() {
 }
 
 #[test]
+fn request_info_help_says_what_it_is() {
+    let out = run("request-info", &["--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.starts_with("request-info: resolves one Kubernetes API request line"),
+        "{help}"
+    );
+    assert!(help.contains("Talks to: nothing"), "{help}");
+    assert!(!help.contains("facade crate"), "{help}");
+}
+
+#[test]
 fn raven_rejects_unknown_flags() {
     let out = run("raven", &["server", "--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

@@ -398,7 +398,16 @@ where
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(resource = kind.path(), error = %e, ?backoff, "filter view: list failed; retrying");
+                    // Expected for a while (the first list races the hub's first health probe
+                    // and the multiplexer's first sync): a warning only once the backoff is
+                    // at its cap.
+                    if backoff >= r.config().backoff_max {
+                        tracing::warn!(resource = kind.path(), error = %e, ?backoff, "filter view: list keeps failing; retrying");
+                    } else if !synced {
+                        tracing::info!(resource = kind.path(), error = %e, ?backoff, "filter view: first list not served yet; retrying");
+                    } else {
+                        tracing::info!(resource = kind.path(), error = %e, ?backoff, "filter view: list failed; retrying");
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(r.config().backoff_max);
                     continue;
@@ -409,7 +418,11 @@ where
             End::Resume => rv = Some(current),
             End::Relist => {}
             End::Error(e) => {
-                tracing::warn!(resource = kind.path(), error = %e, ?backoff, "filter view: watch failed; retrying");
+                if backoff >= r.config().backoff_max {
+                    tracing::warn!(resource = kind.path(), error = %e, ?backoff, "filter view: watch keeps failing; retrying");
+                } else {
+                    tracing::info!(resource = kind.path(), error = %e, ?backoff, "filter view: watch ended; re-watching");
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(r.config().backoff_max);
                 rv = Some(current);

@@ -416,7 +416,13 @@ async fn run<S>(
                     v
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, ?backoff, "listing yurt-hub-cfg failed; retrying");
+                    // Expected for a while (the first list races the hub's first health
+                    // probe; a cut link): a warning only once the backoff is at its cap.
+                    if backoff >= ctx.config.backoff_max {
+                        tracing::warn!(error = %e, ?backoff, "listing yurt-hub-cfg keeps failing; retrying");
+                    } else {
+                        tracing::info!(error = %e, ?backoff, "listing yurt-hub-cfg failed; retrying");
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(ctx.config.backoff_max);
                     continue;
@@ -429,7 +435,11 @@ async fn run<S>(
             }
             End::Relist => {}
             End::Error(e) => {
-                tracing::warn!(error = %e, ?backoff, "watching yurt-hub-cfg failed; retrying");
+                if backoff >= ctx.config.backoff_max {
+                    tracing::warn!(error = %e, ?backoff, "watching yurt-hub-cfg keeps failing; retrying");
+                } else {
+                    tracing::info!(error = %e, ?backoff, "watch of yurt-hub-cfg ended; re-watching");
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(ctx.config.backoff_max);
                 rv = Some(current);

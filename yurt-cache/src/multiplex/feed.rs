@@ -132,6 +132,12 @@ impl Backoff {
         self.next = self.min;
     }
 
+    /// Whether the failures have lasted long enough for the backoff to reach its cap: the point
+    /// where a retried failure is worth a warning rather than an info line.
+    fn at_cap(&self) -> bool {
+        self.next >= self.max
+    }
+
     async fn wait(&mut self) {
         let d = self.next;
         self.next = (self.next * 2).min(self.max);
@@ -157,21 +163,32 @@ pub(crate) async fn run(
     metrics: MultiplexMetrics,
 ) {
     let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
+    // A failure is expected for a while (the hub's first list races its first health probe; a
+    // cut link ends watches): info until the backoff reaches its cap, then a warning.
+    let mut synced = false;
     loop {
         metrics.lists.get_or_create(&feed.labels).inc();
-        match tokio::time::timeout(config.list_timeout, list(&feed, &mut inner, &config)).await {
-            Ok(Ok(())) => backoff.reset(),
-            Ok(Err(e)) => {
-                tracing::warn!(resource = %feed.labels.resource, error = %e, "multiplexer list failed");
-                backoff.wait().await;
-                continue;
+        let failure =
+            match tokio::time::timeout(config.list_timeout, list(&feed, &mut inner, &config)).await
+            {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("timed out".to_owned()),
+            };
+        if let Some(error) = failure {
+            let resource = &feed.labels.resource;
+            if backoff.at_cap() {
+                tracing::warn!(%resource, %error, "multiplexer list keeps failing; retrying");
+            } else if !synced {
+                tracing::info!(%resource, %error, "multiplexer: first list not served yet; retrying");
+            } else {
+                tracing::info!(%resource, %error, "multiplexer list failed; retrying");
             }
-            Err(_) => {
-                tracing::warn!(resource = %feed.labels.resource, "multiplexer list timed out");
-                backoff.wait().await;
-                continue;
-            }
+            backoff.wait().await;
+            continue;
         }
+        synced = true;
+        backoff.reset();
         loop {
             let timeout = jitter(config.watch_timeout);
             let bound = timeout + Duration::from_secs(30);
@@ -187,7 +204,11 @@ pub(crate) async fn run(
                     break;
                 }
                 Ok(Err(FeedError::Other(e))) => {
-                    tracing::warn!(resource = %feed.labels.resource, error = %e, "multiplexer watch failed");
+                    if backoff.at_cap() {
+                        tracing::warn!(resource = %feed.labels.resource, error = %e, "multiplexer watch keeps failing; retrying");
+                    } else {
+                        tracing::info!(resource = %feed.labels.resource, error = %e, "multiplexer watch ended; re-watching");
+                    }
                     backoff.wait().await;
                 }
                 Err(_) => {}

@@ -1,7 +1,11 @@
 //! The Python kubernetes client (Debian's `python3-kubernetes` for `/usr/bin/python3`) against
 //! the test apiserver over TLS with a client certificate: create, list and watch (issue item 7).
+//!
+//! Without the module the test skips, saying so in the ordinary `cargo test` output (in CI, which
+//! installs it, a missing module fails the test). `YURT_TEST_PYTHON` names another interpreter.
 
-use std::path::Path;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::{Value, json};
@@ -12,6 +16,28 @@ use yurt_testkit::TestApiServer;
 use crate::support::bounded;
 
 const PYTHON: &str = "/usr/bin/python3";
+
+/// The interpreter: `YURT_TEST_PYTHON`, else [`PYTHON`].
+fn python() -> PathBuf {
+    std::env::var_os("YURT_TEST_PYTHON").map_or_else(|| PathBuf::from(PYTHON), PathBuf::from)
+}
+
+/// The line a skipped test prints; `.ci/run` counts these in its closing summary.
+const SKIP_PREFIX: &str = "skipping:";
+
+/// Skips for a missing client: a failure in CI (which installs it), else one line on stderr.
+///
+/// The line is written to `std::io::stderr()` directly, not with `eprintln!`: libtest captures
+/// what the `print!`/`eprint!` macros write in a passing test and shows it only with
+/// `--nocapture`, while direct writes to the stream go straight to the terminal (or to the log
+/// `.ci/run` reads), so a skip is visible in the ordinary `cargo test` output.
+fn skip(what: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what}: required in CI (.ci/run installs it)");
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{SKIP_PREFIX} python client test: {what}");
+}
 
 const SCRIPT: &str = r#"
 import json, sys
@@ -38,18 +64,22 @@ for ev in w.stream(v1.list_namespaced_config_map, "default",
 "#;
 
 fn python_ready() -> bool {
-    if !Path::new(PYTHON).exists() {
-        crate::support::skip_without(&format!("{PYTHON} is not installed"));
+    let python = python();
+    if !Path::new(&python).exists() {
+        skip(&format!("{} is not installed", python.display()));
         return false;
     }
-    let ok = std::process::Command::new(PYTHON)
+    let ok = std::process::Command::new(&python)
         .args(["-c", "import kubernetes"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        crate::support::skip_without(&format!("python3-kubernetes is not installed for {PYTHON}"));
+        skip(&format!(
+            "python3-kubernetes is not installed for {}",
+            python.display()
+        ));
     }
     ok
 }
@@ -74,7 +104,7 @@ async fn python_client_lists_and_watches() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, s.kubeconfig()).unwrap();
-    let mut child = Command::new(PYTHON)
+    let mut child = Command::new(python())
         .args(["-c", SCRIPT])
         .arg(&kubeconfig)
         .stdout(Stdio::piped())
@@ -130,4 +160,29 @@ async fn python_client_lists_and_watches() {
     );
     let status = bounded(child.wait()).await.unwrap();
     assert!(status.success());
+}
+
+/// The skip line shows in normal (captured) test output: this runs the test above in a child
+/// test process with a missing interpreter and reads what a developer would see.
+#[test]
+fn a_skip_is_visible_without_nocapture() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["python::python_client_lists_and_watches", "--exact"])
+        .env("YURT_TEST_PYTHON", "/nonexistent/python3")
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    let skips: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with(SKIP_PREFIX))
+        .collect();
+    assert_eq!(
+        skips,
+        ["skipping: python client test: /nonexistent/python3 is not installed"],
+        "{stderr}"
+    );
 }
