@@ -165,7 +165,9 @@ pub(crate) fn tool(path: &str, check: &[&str]) -> bool {
         if std::env::var_os("CI").is_some() {
             panic!("{what}: required in CI");
         }
-        eprintln!("skipping: {what}");
+        // Directly to stderr: libtest captures `eprintln!`, and the skip must show.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), "skipping: {what}");
     }
     ok
 }

@@ -237,5 +237,7 @@ fn which_openssl() -> Option<()> {
 
 fn skip(what: &str) {
     assert!(std::env::var_os("CI").is_none(), "{what} is required in CI");
-    eprintln!("skipping: {what} not installed");
+    // Directly to stderr: libtest captures `eprintln!`, and the skip must show.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "skipping: {what} not installed");
 }

@@ -20,7 +20,10 @@ pub(crate) fn skip_without(what: &str) {
     if std::env::var_os("CI").is_some() {
         panic!("{what}: required in CI (.ci/run installs it)");
     }
-    eprintln!("skipping: {what}");
+    // Written to stderr directly (libtest captures `eprintln!` of passing tests), so the skip
+    // shows in ordinary `cargo test` output and `.ci/run` counts it.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "skipping: {what}");
 }
 
 /// Every await in these tests is bounded by this.
