@@ -1,24 +1,9 @@
 //! The example binaries: clear one-line errors and non-zero exits on bad input, the documented
 //! output on good input. `cargo test` builds the examples next to this test binary.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// `target/<profile>/examples/<name>`, next to this test binary's `deps/` directory.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run the tests with `cargo test` (which builds examples)",
-        path.display()
-    );
-    path
-}
+use crate::example;
 
 fn run(name: &str, args: &[&str]) -> Output {
     Command::new(example(name))

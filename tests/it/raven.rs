@@ -16,20 +16,8 @@ use yurt_testkit::pki::TestCa;
 /// Bound of every wait on the child process.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// `target/<profile>/examples/raven`, next to this test binary's `deps/` directory.
 fn raven() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let path = dir.join("examples").join("raven");
-    assert!(
-        path.exists(),
-        "{} is not built: run the tests with `cargo test` (which builds examples)",
-        path.display()
-    );
-    path
+    crate::example("raven")
 }
 
 fn run(args: &[&str]) -> Output {

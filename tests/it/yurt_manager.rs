@@ -20,14 +20,7 @@ use yurt_testkit::TestApiServer;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let path = dir.join("examples").join("yurt-manager");
-    assert!(path.exists(), "{} is not built", path.display());
-    path
+    crate::example("yurt-manager")
 }
 
 fn run(args: &[&str]) -> Output {

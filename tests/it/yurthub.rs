@@ -10,20 +10,8 @@ use std::time::Duration;
 /// Bound of every wait on the child process.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// `target/<profile>/examples/yurthub`, next to this test binary's `deps/` directory.
 pub(crate) fn yurthub() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let path = dir.join("examples").join("yurthub");
-    assert!(
-        path.exists(),
-        "{} is not built: run the tests with `cargo test` (which builds examples)",
-        path.display()
-    );
-    path
+    crate::example("yurthub")
 }
 
 fn run(args: &[&str]) -> Output {
