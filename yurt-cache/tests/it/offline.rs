@@ -1434,15 +1434,15 @@ async fn offline_protobuf_writes_are_journaled_as_json_and_replayed() {
     let (status, refused) = protobuf_write(
         &rig,
         "POST",
-        "/api/v1/namespaces/default/pods",
-        crate::protobuf::pod("p"),
+        "/apis/apps/v1/namespaces/default/daemonsets",
+        crate::protobuf::daemon_set("ds"),
     )
     .await;
     assert_eq!(status, 415, "{refused}");
     assert_eq!(refused["kind"], "Status");
     assert_eq!(refused["reason"], "UnsupportedMediaType");
     let message = refused["message"].as_str().unwrap();
-    assert!(message.contains("Kind=Pod"), "{message}");
+    assert!(message.contains("Kind=DaemonSet"), "{message}");
     assert_eq!(rig.hub().store().journal().await.unwrap().len(), 2);
 
     // Back online: the replay sends JSON and the apiserver has the Event.

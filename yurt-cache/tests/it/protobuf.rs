@@ -98,13 +98,14 @@ pub(crate) fn event(pod: &str, message: &str) -> Vec<u8> {
     client_go_bytes("v1", "Event", &event)
 }
 
-/// A Pod: a kind the hub's decoder does not convert.
-pub(crate) fn pod(name: &str) -> Vec<u8> {
-    let pod = core::Pod {
+/// A DaemonSet create: a kind the hub's protobuf decoder does not convert (kubelet never
+/// writes one), so offline it must be refused with a 415 naming it.
+pub(crate) fn daemon_set(name: &str) -> Vec<u8> {
+    let ds = k8s_pb::api::apps::v1::DaemonSet {
         metadata: Some(meta(name, "", "default", "")),
         ..Default::default()
     };
-    client_go_bytes("v1", "Pod", &pod)
+    client_go_bytes("apps/v1", "DaemonSet", &ds)
 }
 
 /// A ConfigMap update: `data` `k` = `value` at `resource_version`.
