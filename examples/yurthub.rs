@@ -145,6 +145,10 @@ struct Cli {
     /// such a watch ends after this times a random factor in [1, 2).
     #[arg(long, default_value = "1800s", value_parser = duration, help_heading = CACHE)]
     min_request_timeout: Duration,
+    /// Cap on the bytes of offline writes waiting in the journal for replay (default 64 MiB);
+    /// an offline write past it is answered 507 Insufficient Storage and not applied.
+    #[arg(long, default_value_t = 64 << 20, help_heading = CACHE)]
+    max_offline_journal_bytes: u64,
     /// The node Lease's duration (e.g. 40s); in edge mode also the grace period within which
     /// kubelet must renew its lease through the hub, or the hub stops renewing the node Lease
     /// (it keeps probing `/readyz` and proxying).
@@ -476,6 +480,7 @@ fn hub_config(
     }
     config.kubelet_grace = Some(cli.kubelet_health_grace_period);
     config.local.min_request_timeout = cli.min_request_timeout;
+    config.local.journal.max_bytes = cli.max_offline_journal_bytes;
     config.mode = match cli.working_mode {
         WorkingMode::Edge => HubMode::Edge,
         WorkingMode::Cloud => HubMode::Cloud,

@@ -276,6 +276,9 @@ impl EdgeHub {
         if let Some(w) = &view_watcher {
             admin = admin.ready_gate("resource filters", w.synced());
         }
+        if let Some(r) = &resync {
+            admin = admin.ready_gate("offline journal replay", r.replay_ok());
+        }
         let proxy = Server::bind(config.proxy_addr, stack.clone(), config.server.clone())
             .await
             .map_err(|source| StartError::Listen {

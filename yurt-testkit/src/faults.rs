@@ -1,5 +1,6 @@
-//! Request-level fault injection: a blackhole that never answers, a fixed delay, and failing the
-//! next N requests with a chosen HTTP code. Connection-level faults (going down, restarting)
+//! Request-level fault injection: a blackhole that never answers, a fixed delay, failing the
+//! next N requests with a chosen HTTP code, and failing every request of one method and path
+//! (one object's writes) with a chosen code until cleared. Connection-level faults (going down, restarting)
 //! live with the listener in [`crate::server`].
 //!
 //! Every request passes [`Faults::gate`] before it is handled, so a fault applies to every path
@@ -21,6 +22,8 @@ pub(crate) struct Faults {
     blackhole: watch::Sender<bool>,
     delay: Mutex<Duration>,
     fail: Mutex<Option<(u32, u16)>>,
+    /// (method, path, code): every matching request fails.
+    fail_paths: Mutex<Vec<(String, String, u16)>>,
 }
 
 impl Default for Faults {
@@ -29,6 +32,7 @@ impl Default for Faults {
             blackhole: watch::channel(false).0,
             delay: Mutex::new(Duration::ZERO),
             fail: Mutex::new(None),
+            fail_paths: Mutex::new(Vec::new()),
         }
     }
 }
@@ -54,11 +58,23 @@ impl Faults {
         *self.fail.lock().unwrap_or_else(|e| e.into_inner()) = (n > 0).then_some((n, code));
     }
 
+    /// Fails every `method` request to exactly `path` with `code` (until [`clear`](Self::clear)).
+    pub(crate) fn fail_path(&self, method: &str, path: &str, code: u16) {
+        self.fail_paths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((method.to_ascii_uppercase(), path.to_owned(), code));
+    }
+
     /// Clears every request-level fault.
     pub(crate) fn clear(&self) {
         self.set_blackhole(false);
         self.set_delay(Duration::ZERO);
         self.fail_next(0, 0);
+        self.fail_paths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Waits while the blackhole is on (at most [`BLACKHOLE_LIMIT`]); true if it lifted.
@@ -72,13 +88,22 @@ impl Faults {
 
     /// Applies the faults to one request: waits out a blackhole and the delay, then returns the
     /// Status to fail it with, if a failure is pending.
-    pub(crate) async fn gate(&self) -> Option<Status> {
+    pub(crate) async fn gate(&self, method: &str, path: &str) -> Option<Status> {
         if self.blackholed() && !self.hold_while_blackholed().await {
             return Some(injected(503));
         }
         let delay = *self.delay.lock().unwrap_or_else(|e| e.into_inner());
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
+        }
+        if let Some((_, _, code)) = self
+            .fail_paths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(m, p, _)| m == method && p == path)
+        {
+            return Some(injected(*code));
         }
         let mut fail = self.fail.lock().unwrap_or_else(|e| e.into_inner());
         let (left, code) = (*fail)?;

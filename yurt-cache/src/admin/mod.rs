@@ -9,6 +9,10 @@
 //!   scrape.
 //! - `/v1/cache`: JSON: the store's usage and, per component, its object count and its list
 //!   scopes with their metadata (resourceVersion, kind, completion time).
+//! - `/v1/journal/rejected`: JSON `{"pending": {"entries", "bytes"}, "rejected": [...]}`: the
+//!   offline journal's totals and the records of the writes the reconnect replay gave up on,
+//!   oldest first, each with the object, verb, component, attempts and the apiserver's
+//!   `Status` (see [`crate::resync`]).
 //!
 //! Other paths get 404, other methods 405. [`MetricsLayer`] counts the proxy path's requests
 //! (in flight, total, response bytes) into [`ProxyMetrics`], which the caller registers in the
@@ -42,6 +46,8 @@ struct StoreGauges {
     object_bytes: Gauge,
     lists: Gauge,
     file_bytes: Gauge,
+    journal_entries: Gauge,
+    journal_bytes: Gauge,
 }
 
 #[derive(Debug)]
@@ -88,6 +94,16 @@ impl AdminService {
             "yurthub_store_file_bytes",
             "Size of the cache store's file",
             gauges.file_bytes.clone(),
+        );
+        registry.register(
+            "yurthub_journal_entries",
+            "Offline writes waiting in the journal for replay",
+            gauges.journal_entries.clone(),
+        );
+        registry.register(
+            "yurthub_journal_bytes",
+            "Bytes of the offline writes waiting in the journal for replay",
+            gauges.journal_bytes.clone(),
         );
         AdminService {
             state: Arc::new(State {
@@ -136,7 +152,7 @@ impl AdminService {
         let path = req.uri().path();
         let known = matches!(
             path,
-            "/v1/healthz" | "/v1/readyz" | "/metrics" | "/v1/cache"
+            "/v1/healthz" | "/v1/readyz" | "/metrics" | "/v1/cache" | "/v1/journal/rejected"
         );
         if !known {
             return text(StatusCode::NOT_FOUND, "404 page not found\n");
@@ -155,6 +171,7 @@ impl AdminService {
                 }
             }
             "/metrics" => self.metrics().await,
+            "/v1/journal/rejected" => self.rejected().await,
             _ => self.cache().await,
         }
     }
@@ -166,6 +183,10 @@ impl AdminService {
             s.gauges.object_bytes.set(clamp(u.object_bytes));
             s.gauges.lists.set(clamp(u.lists));
             s.gauges.file_bytes.set(clamp(u.file_bytes));
+        }
+        if let Ok(j) = s.store.journal_stats().await {
+            s.gauges.journal_entries.set(clamp(j.entries));
+            s.gauges.journal_bytes.set(clamp(j.bytes));
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &s.registry) {
@@ -181,8 +202,26 @@ impl AdminService {
         resp
     }
 
-    async fn cache(&self) -> Response<Body> {
-        match self.cache_json().await {
+    async fn rejected(&self) -> Response<Body> {
+        let store = &self.state.store;
+        let doc = async {
+            let stats = store.journal_stats().await?;
+            let records: Vec<Value> = store
+                .journal_rejected()
+                .await?
+                .into_iter()
+                .map(|(_, b)| serde_json::from_slice(&b).unwrap_or(Value::Null))
+                .collect();
+            Ok::<_, crate::store::StoreError>(json!({
+                "pending": {"entries": stats.entries, "bytes": stats.bytes},
+                "rejected": records,
+            }))
+        };
+        Self::json_or_503(doc.await)
+    }
+
+    fn json_or_503(doc: Result<Value, crate::store::StoreError>) -> Response<Body> {
+        match doc {
             Ok(v) => {
                 let mut resp = text(StatusCode::OK, v.to_string());
                 resp.headers_mut().insert(
@@ -196,6 +235,10 @@ impl AdminService {
                 format!("cache store: {e}\n"),
             ),
         }
+    }
+
+    async fn cache(&self) -> Response<Body> {
+        Self::json_or_503(self.cache_json().await)
     }
 
     /// The `/v1/cache` document.

@@ -1,7 +1,19 @@
 //! [`JournalEntry`]: one offline write, as recorded in the store's journal for replay.
+//!
+//! An entry goes to the store as a [`JournalAppend`] ([`JournalEntry::append`]) carrying the
+//! journal's caps and, for a write to `/status`, a coalescing key naming the object, so a
+//! later status write of the same object replaces the pending one as it arrives (the replay
+//! sends only the final status anyway). A write the caps refuse is answered
+//! [`journal_full`]: `507 Insufficient Storage` with a Status saying which cap and how to
+//! recover; nothing of the write is kept, and every write accepted before stays journaled.
 
+use http::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use yurt_core::{Status, StatusReason};
+
+use crate::body::Body;
+use crate::store::{JournalAppend, JournalCap, JournalFull, JournalLimits, StoreError};
 
 /// What an offline write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +95,39 @@ impl JournalEntry {
         self.subresource == "status" && self.status.is_some()
     }
 
+    /// The key replaying `self` keeps order on: writes of the same object replay in order,
+    /// writes of different objects need not. A create without a name (generated) is its own
+    /// object.
+    pub fn order_key(&self, seq: u64) -> String {
+        if self.name.is_empty() {
+            format!("#{seq}")
+        } else {
+            self.coalesce_id()
+        }
+    }
+
+    fn coalesce_id(&self) -> String {
+        format!(
+            "{}/{}/{}/{}/{}",
+            self.group, self.version, self.resource, self.namespace, self.name
+        )
+    }
+
+    /// The coalescing key of a status write (`None` for other writes): a later status write
+    /// of the same object replaces this one in the journal.
+    pub fn coalesce_key(&self) -> Option<String> {
+        self.is_status_write().then(|| self.coalesce_id())
+    }
+
+    /// The store append of this entry under `limits`.
+    pub fn append(&self, limits: JournalLimits) -> JournalAppend {
+        JournalAppend {
+            entry: self.to_bytes(),
+            coalesce: self.coalesce_key(),
+            limits,
+        }
+    }
+
     /// Encodes the entry for the store.
     pub fn to_bytes(&self) -> bytes::Bytes {
         serde_json::to_vec(self).unwrap_or_default().into()
@@ -92,6 +137,38 @@ impl JournalEntry {
     pub fn from_bytes(b: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(b)
     }
+}
+
+/// The answer to an offline write the journal refused: `507` with reason
+/// `InsufficientStorage` (the journal cannot take more until the cloud is reachable again),
+/// naming the cap. Other store failures are 500s, as for any offline request.
+pub(super) fn append_failure(e: StoreError) -> Response<Body> {
+    match e {
+        StoreError::JournalFull(full) => journal_full(&full).to_response(),
+        other => super::read::store_failure(other),
+    }
+}
+
+/// The Status of [`append_failure`] for a full journal.
+pub fn journal_full(full: &JournalFull) -> Status {
+    let (what, flag) = match full.cap {
+        JournalCap::Bytes => ("bytes", "--max-offline-journal-bytes"),
+        JournalCap::Entries => ("entries", "the offline journal's entry cap"),
+    };
+    tracing::warn!(
+        cap = what,
+        max = full.max,
+        current = full.current,
+        "offline write refused: the journal is full"
+    );
+    Status::failure(
+        StatusReason::Other("InsufficientStorage".to_owned()),
+        format!(
+            "insufficient storage: the offline journal of yurthub is full ({} of {} {what} pending, limit set by {flag}); the write was not applied and will be accepted again once the cloud is reachable and the journal replayed",
+            full.current, full.max
+        ),
+    )
+    .with_code(507)
 }
 
 #[cfg(test)]

@@ -67,12 +67,12 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use tokio::sync::{broadcast, watch as tokio_watch};
 use yurt_core::{Component, RequestInfo, Status, Verb};
 
-pub use journal::{JournalEntry, JournalVerb};
+pub use journal::{JournalEntry, JournalVerb, journal_full};
 pub use metrics::LocalMetrics;
 
 use crate::body::Body;
 use crate::health::HealthSnapshot;
-use crate::store::{Gvr, ListScope, Object, RedbStore};
+use crate::store::{Gvr, JournalLimits, ListScope, Object, RedbStore};
 
 /// The size of the chunks an offline list is sent in.
 pub const CHUNK_BYTES: usize = 64 << 10;
@@ -91,6 +91,9 @@ pub struct LocalConfig {
     /// The largest request body accepted for an offline write (default 3 MiB, kube-apiserver's
     /// limit).
     pub max_body_bytes: usize,
+    /// The offline journal's caps (default 64 MiB, 10,000 entries); a write past them is
+    /// answered 507 (see [`journal_full`]).
+    pub journal: JournalLimits,
 }
 
 impl LocalConfig {
@@ -101,6 +104,7 @@ impl LocalConfig {
             min_request_timeout: Duration::from_secs(1800),
             bookmark_interval: Duration::from_secs(60),
             max_body_bytes: 3 << 20,
+            journal: JournalLimits::default(),
         }
     }
 }

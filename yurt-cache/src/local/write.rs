@@ -191,8 +191,12 @@ pub(super) async fn create(
             status: None,
             at_ms: now_ms(),
         };
-        if let Err(e) = inner.store.journal_append(entry.to_bytes()).await {
-            return store_failure(e);
+        if let Err(e) = inner
+            .store
+            .journal_append(entry.append(inner.config.journal))
+            .await
+        {
+            return super::journal::append_failure(e);
         }
         inner.metrics.journaled.inc();
     }
@@ -367,10 +371,15 @@ pub(super) async fn modify(
     };
     if let Err(e) = inner
         .store
-        .local_write(component, &gvr, object.clone(), Some(entry.to_bytes()))
+        .local_write(
+            component,
+            &gvr,
+            object.clone(),
+            Some(entry.append(inner.config.journal)),
+        )
         .await
     {
-        return store_failure(e);
+        return super::journal::append_failure(e);
     }
     inner.metrics.journaled.inc();
     let _ = inner.events.send(LocalEvent {

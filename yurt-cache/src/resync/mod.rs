@@ -5,22 +5,50 @@
 //!
 //! 1. **Offline watches end** by themselves (each follows the same channel, see
 //!    [`local`](crate::local)), so clients re-list and re-watch upstream.
-//! 2. **The journal is replayed** in order, through the given service (the balancer), with the
-//!    hub's own identity:
-//!    - writes to `/status` are coalesced: only the last one per object is sent, as a JSON
-//!      merge patch of the object's final status (preconditioned on its uid), because status
-//!      belongs to kubelet and the last offline state is the truth; earlier ones are dropped
-//!      (`coalesced`);
+//! 2. **The journal is replayed** through the given service (the balancer), with the hub's
+//!    own identity, in bounded batches ([`ResyncConfig::replay_batch_entries`] and
+//!    [`ResyncConfig::replay_batch_bytes`]), so memory does not grow with the journal:
+//!    - writes to `/status` are sent as a JSON merge patch of the object's final status
+//!      (preconditioned on its uid), because status belongs to kubelet and the last offline
+//!      state is the truth. The journal already keeps only the last one per object (a later
+//!      status write replaces the pending one as it arrives); a journal from an older build
+//!      may hold several, and only the last of each batch is sent (the others: `coalesced`);
 //!    - other updates and patches are sent as received; an update carries the resourceVersion
 //!      it was based on, so if the cloud changed the object meanwhile the answer is 409 and
 //!      the cloud's version wins (`conflict`);
 //!    - creates (Events) are posted; `409 AlreadyExists` counts as applied.
 //!
-//!    Each outcome is logged and counted in [`ResyncMetrics`] (`replayed`): `applied`,
-//!    `coalesced`, `conflict`, `gone` (404: the object was deleted upstream), `rejected`
-//!    (another 4xx), and `retry` (5xx, 429 or no answer: the pass stops there, keeping the
-//!    order, and retries after [`ResyncConfig::retry_interval`] while a server stays healthy).
-//!    An entry leaves the journal only once its outcome is final.
+//!    Each attempt is logged and counted in [`ResyncMetrics`] (`replayed`): `applied`,
+//!    `coalesced`, `conflict`, `gone` (404/410: the object was deleted upstream), `rejected`
+//!    and `retry`. **Order is kept per object only**: an entry that is retried holds back the
+//!    later entries of the same object (same group, version, resource, namespace and name;
+//!    a create with a generated name is its own object) and nothing else, so one write the
+//!    cloud will not take never stalls the others (offline Events still arrive).
+//!
+//!    An entry is **rejected** — removed from the journal, its record (the object, verb,
+//!    component, attempts and the apiserver's `Status`) kept in the store's
+//!    `journal_rejected` table (the newest [`ResyncConfig::replay_rejected_kept`]; served at
+//!    the management server's `/v1/journal/rejected`), logged at warn level with the object
+//!    and the Status, and counted in `yurt_resync_replay_rejected_total{reason}` — when:
+//!    - the apiserver answers a 4xx other than 404, 409, 410 and 429 (`client_error`): a
+//!      retry would get the same answer;
+//!    - it answers 5xx, or nothing within [`ResyncConfig::request_timeout`],
+//!      [`ResyncConfig::replay_max_attempts`] times (`retries_exhausted`); attempts are
+//!      counted across passes (not across hub restarts: a restarted hub tries each entry
+//!      that many times again);
+//!    - the entry does not decode (`undecodable`).
+//!
+//!    429 is retried without counting (the apiserver asks to come back later). When no
+//!    apiserver answers at all (connection refused, none healthy) the pass stops and nothing
+//!    is counted. A pass that left an entry to retry runs again after
+//!    [`ResyncConfig::retry_interval`] while a server stays healthy. An entry leaves the
+//!    journal only once its outcome is final.
+//!
+//!    **A stuck replay shows**: `yurt_resync_replay_oldest_pending_seconds` is the age of the
+//!    oldest entry left after the last pass (0 once drained), and when an entry has been
+//!    retried for longer than [`ResyncConfig::replay_stuck_after`],
+//!    `yurt_resync_replay_stuck` is 1 and the [`Resync::replay_ok`] gate closes (the hub's
+//!    `/v1/readyz` then answers 503 naming the offline journal replay).
 //! 3. **Non-resource documents are fetched**, so offline `kubectl version`, discovery and
 //!    `kubectl apply` work even if no client asked for them while online: `/version`, legacy
 //!    discovery (`/api`, `/apis`, `/api/v1` and every group version `/apis` lists), aggregated
@@ -57,7 +85,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::{Service, ServiceExt};
 
-pub use metrics::{ReplayLabels, ResyncMetrics};
+pub use metrics::{RejectLabels, ReplayLabels, ResyncMetrics};
 
 use crate::body::Body;
 use crate::health::HealthSnapshot;
@@ -112,6 +140,18 @@ pub struct ResyncConfig {
     pub max_body_bytes: usize,
     /// Most non-resource documents fetched in one pass (default 512).
     pub max_documents: usize,
+    /// Attempts answered 5xx (or not at all in time) after which a journal entry is rejected
+    /// and skipped (default 10: with the 5 s retry interval, about a minute of failures).
+    pub replay_max_attempts: u32,
+    /// An entry retried for this long marks the replay stuck: `/v1/readyz` fails and
+    /// `yurt_resync_replay_stuck` is 1 until it is placed or rejected (default 60 s).
+    pub replay_stuck_after: Duration,
+    /// Most journal entries read into memory at once (default 64).
+    pub replay_batch_entries: usize,
+    /// Most journal bytes read into memory at once, past the first entry (default 8 MiB).
+    pub replay_batch_bytes: usize,
+    /// Records of rejected entries kept in the store for `/v1/journal/rejected` (default 100).
+    pub replay_rejected_kept: usize,
 }
 
 impl ResyncConfig {
@@ -124,6 +164,11 @@ impl ResyncConfig {
             gc_pods_on_start: true,
             max_body_bytes: 64 << 20,
             max_documents: 512,
+            replay_max_attempts: 10,
+            replay_stuck_after: Duration::from_secs(60),
+            replay_batch_entries: 64,
+            replay_batch_bytes: 8 << 20,
+            replay_rejected_kept: 100,
         }
     }
 }
@@ -134,6 +179,7 @@ pub struct Resync {
     task: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
     metrics: ResyncMetrics,
+    replay_ok: watch::Receiver<bool>,
 }
 
 impl Resync {
@@ -155,19 +201,30 @@ impl Resync {
     {
         let metrics = ResyncMetrics::default();
         let (stop, stopped) = watch::channel(false);
+        let (replay_ok_tx, replay_ok) = watch::channel(true);
         let worker = Worker {
             service,
             store,
             config,
             metrics: metrics.clone(),
             openapi_fetched: Default::default(),
+            attempts: Default::default(),
+            replay_ok: replay_ok_tx,
         };
         let task = tokio::spawn(worker.run(health, stopped));
         Resync {
             task: Some(task),
             stop,
             metrics,
+            replay_ok,
         }
+    }
+
+    /// `false` while the journal replay is stuck (an entry retried for longer than
+    /// [`ResyncConfig::replay_stuck_after`]); a readiness gate for
+    /// [`AdminService::ready_gate`](crate::admin::AdminService::ready_gate).
+    pub fn replay_ok(&self) -> watch::Receiver<bool> {
+        self.replay_ok.clone()
     }
 
     /// The counters (register them with [`ResyncMetrics::register`]).
@@ -206,6 +263,10 @@ struct Worker<S> {
     /// The OpenAPI v3 group documents stored so far, with the `?hash=` they were fetched at:
     /// one whose hash is unchanged is not fetched again (they are large; edge links are thin).
     openapi_fetched: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Entries being retried, across passes: attempts and since when.
+    attempts: std::sync::Mutex<std::collections::HashMap<u64, replay::Attempts>>,
+    /// Cleared while the replay is stuck.
+    replay_ok: watch::Sender<bool>,
 }
 
 impl<S> Worker<S>

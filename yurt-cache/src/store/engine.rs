@@ -45,6 +45,10 @@ pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("
 /// `local::journal`), in the order the writes were accepted.
 pub(crate) const JOURNAL: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("journal");
 
+#[path = "journal.rs"]
+mod journal;
+pub use journal::{JournalAppend, JournalCap, JournalFull, JournalLimits, JournalStats};
+
 /// Schema version written in `meta`; a file with another version is quarantined and rebuilt.
 pub const SCHEMA_VERSION: u32 = 1;
 const VALUE_FORMAT: u8 = 1;
@@ -113,18 +117,32 @@ pub enum WriteOp {
         gvr: Gvr,
         /// The new cached copy.
         object: Object,
-        /// The journal entry recording the write for replay upstream.
-        journal: Option<Bytes>,
+        /// The journal entry recording the write for replay upstream (the object is not
+        /// written either if the journal refuses it).
+        journal: Option<JournalAppend>,
     },
     /// Append an entry to the journal (an offline create that is not cached, e.g. an Event).
     JournalAppend {
-        /// The entry.
-        entry: Bytes,
+        /// The entry, its coalescing key and the caps.
+        append: JournalAppend,
     },
-    /// Remove a journal entry (replayed, or given up).
+    /// Remove a journal entry (replayed).
     JournalRemove {
         /// Its sequence number.
         seq: u64,
+        /// Its coalescing key, if it had one.
+        coalesce: Option<String>,
+    },
+    /// Remove a journal entry the replay gave up on, recording why.
+    JournalReject {
+        /// Its sequence number.
+        seq: u64,
+        /// Its coalescing key, if it had one.
+        coalesce: Option<String>,
+        /// The record kept (JSON).
+        record: Bytes,
+        /// How many records to keep (the oldest go).
+        keep: usize,
     },
 }
 
@@ -150,11 +168,14 @@ pub enum OpOutcome {
     /// Outcome of each event of [`WriteOp::Watch`].
     Watch(Vec<EventOutcome>),
     /// [`WriteOp::PutNonResource`], [`WriteOp::SetLastHealthy`] and
-    /// [`WriteOp::JournalRemove`].
+    /// [`WriteOp::JournalRemove`] and [`WriteOp::JournalReject`].
     Done,
     /// [`WriteOp::LocalWrite`] and [`WriteOp::JournalAppend`]: the journal sequence number
     /// assigned, if an entry was appended.
     Journaled(Option<u64>),
+    /// [`WriteOp::LocalWrite`] and [`WriteOp::JournalAppend`] refused by a journal cap:
+    /// nothing was written.
+    JournalFull(JournalFull),
 }
 
 /// What [`check_schema`] found in an opened file.
@@ -459,6 +480,8 @@ struct Tables<'t> {
     nonresource: Tbl<'t>,
     meta: Tbl<'t>,
     journal: Table<'t, u64, &'static [u8]>,
+    journal_coalesce: Table<'t, &'static str, u64>,
+    journal_rejected: Table<'t, u64, &'static [u8]>,
     metrics: &'t StoreMetrics,
 }
 
@@ -470,6 +493,8 @@ impl<'t> Tables<'t> {
             nonresource: txn.open_table(NONRESOURCE)?,
             meta: txn.open_table(META)?,
             journal: txn.open_table(JOURNAL)?,
+            journal_coalesce: txn.open_table(journal::JOURNAL_COALESCE)?,
+            journal_rejected: txn.open_table(journal::JOURNAL_REJECTED)?,
             metrics,
         })
     }
@@ -518,32 +543,34 @@ impl<'t> Tables<'t> {
                 object,
                 journal,
             } => {
+                let seq = match journal {
+                    Some(append) => match self.journal_append(append)? {
+                        OpOutcome::Journaled(seq) => seq,
+                        refused => return Ok(refused),
+                    },
+                    None => None,
+                };
                 self.metrics.write_ops.inc();
                 let k = key::object_key(&object.key(component, gvr));
                 self.objects
                     .insert(k.as_str(), encode_value(object).as_slice())?;
-                OpOutcome::Journaled(match journal {
-                    Some(entry) => Some(self.append(entry)?),
-                    None => None,
-                })
+                OpOutcome::Journaled(seq)
             }
-            WriteOp::JournalAppend { entry } => OpOutcome::Journaled(Some(self.append(entry)?)),
-            WriteOp::JournalRemove { seq } => {
-                self.journal.remove(*seq)?;
+            WriteOp::JournalAppend { append } => self.journal_append(append)?,
+            WriteOp::JournalRemove { seq, coalesce } => {
+                self.journal_remove(*seq, coalesce.as_deref())?;
+                OpOutcome::Done
+            }
+            WriteOp::JournalReject {
+                seq,
+                coalesce,
+                record,
+                keep,
+            } => {
+                self.journal_reject(*seq, coalesce.as_deref(), record, *keep)?;
                 OpOutcome::Done
             }
         })
-    }
-
-    /// Appends a journal entry after the last one and returns its sequence number.
-    fn append(&mut self, entry: &[u8]) -> Result<u64, StoreError> {
-        let seq = match self.journal.last()? {
-            Some((k, _)) => k.value() + 1,
-            None => 1,
-        };
-        self.journal.insert(seq, entry)?;
-        self.metrics.write_ops.inc();
-        Ok(seq)
     }
 
     fn event(

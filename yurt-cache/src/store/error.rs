@@ -54,6 +54,9 @@ pub enum StoreError {
     /// A lock was poisoned by a panic in another thread.
     #[error("store lock poisoned")]
     Poisoned,
+    /// An offline write was refused because the journal is at a cap; nothing was written.
+    #[error(transparent)]
+    JournalFull(#[from] super::engine::JournalFull),
 }
 
 macro_rules! from_redb {

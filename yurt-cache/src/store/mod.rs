@@ -164,7 +164,10 @@ use tokio::sync::oneshot;
 /// version.
 pub use redb;
 
-pub use engine::{OpOutcome, SCHEMA_VERSION, Snapshot, SyncStore, Txn, WriteOp};
+pub use engine::{
+    JournalAppend, JournalCap, JournalFull, JournalLimits, JournalStats, OpOutcome, SCHEMA_VERSION,
+    Snapshot, SyncStore, Txn, WriteOp,
+};
 pub use error::StoreError;
 pub use metrics::{QuarantineLabels, StoreMetrics};
 pub use redb_store::{RedbStore, StoreConfig};

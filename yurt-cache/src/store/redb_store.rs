@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::engine::{OpOutcome, Snapshot, SyncStore, Txn, WriteOp};
+use super::engine::{JournalAppend, JournalStats, OpOutcome, Snapshot, SyncStore, Txn, WriteOp};
 use super::error::StoreError;
 use super::metrics::StoreMetrics;
 use super::open::{OpenOptions, open_or_rebuild};
@@ -267,13 +267,14 @@ impl RedbStore {
 
     /// An offline write: stores `object` (the cached copy with a local change applied, no
     /// resourceVersion compare) and appends `journal` to the journal in one durable
-    /// transaction. Returns the entry's sequence number.
+    /// transaction. Returns the entry's sequence number; [`StoreError::JournalFull`] (and
+    /// nothing written) if a journal cap refuses the entry.
     pub async fn local_write(
         &self,
         component: &str,
         gvr: &Gvr,
         object: Object,
-        journal: Option<Bytes>,
+        journal: Option<JournalAppend>,
     ) -> Result<Option<u64>, StoreError> {
         match self
             .write(WriteOp::LocalWrite {
@@ -285,21 +286,70 @@ impl RedbStore {
             .await?
         {
             OpOutcome::Journaled(seq) => Ok(seq),
+            OpOutcome::JournalFull(full) => Err(full.into()),
             other => Err(unexpected(other)),
         }
     }
 
-    /// Appends an entry to the journal (durably); returns its sequence number.
-    pub async fn journal_append(&self, entry: Bytes) -> Result<u64, StoreError> {
-        match self.write(WriteOp::JournalAppend { entry }).await? {
+    /// Appends an entry to the journal (durably); returns its sequence number, or
+    /// [`StoreError::JournalFull`].
+    pub async fn journal_append(&self, append: JournalAppend) -> Result<u64, StoreError> {
+        match self.write(WriteOp::JournalAppend { append }).await? {
             OpOutcome::Journaled(Some(seq)) => Ok(seq),
+            OpOutcome::JournalFull(full) => Err(full.into()),
             other => Err(unexpected(other)),
         }
     }
 
-    /// Removes a journal entry (durably).
-    pub async fn journal_remove(&self, seq: u64) -> Result<(), StoreError> {
-        self.write(WriteOp::JournalRemove { seq }).await.map(|_| ())
+    /// Removes a journal entry (durably), and its coalescing pointer if it still names it.
+    pub async fn journal_remove(
+        &self,
+        seq: u64,
+        coalesce: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.write(WriteOp::JournalRemove { seq, coalesce })
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes a journal entry the replay gave up on and records `record` (JSON) for the
+    /// operator, keeping the newest `keep` records.
+    pub async fn journal_reject(
+        &self,
+        seq: u64,
+        coalesce: Option<String>,
+        record: Bytes,
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        self.write(WriteOp::JournalReject {
+            seq,
+            coalesce,
+            record,
+            keep,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Journal entries after `after`, bounded (see [`Snapshot::journal_batch`]).
+    pub async fn journal_batch(
+        &self,
+        after: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        self.read(move |s| s.journal_batch(after, max_entries, max_bytes))
+            .await
+    }
+
+    /// The journal's pending bytes and entries.
+    pub async fn journal_stats(&self) -> Result<JournalStats, StoreError> {
+        self.read(|s| s.journal_stats()).await
+    }
+
+    /// The records of the entries the replay gave up on, oldest first.
+    pub async fn journal_rejected(&self) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        self.read(|s| s.journal_rejected()).await
     }
 
     /// Runs `f` on a fresh snapshot on the blocking pool, bounded by the store's timeout: for

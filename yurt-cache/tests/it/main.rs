@@ -17,6 +17,7 @@ mod net;
 mod offline;
 mod pages;
 mod protobuf;
+mod replay;
 mod request_info;
 mod server;
 mod store;

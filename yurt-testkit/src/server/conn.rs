@@ -163,7 +163,11 @@ async fn pipeline(
     cert_identity: Option<Identity>,
     cell: &crate::traffic::RecordCell,
 ) -> Response<crate::body::Body> {
-    if let Some(st) = shared.faults.gate().await {
+    if let Some(st) = shared
+        .faults
+        .gate(req.method().as_str(), req.uri().path())
+        .await
+    {
         let mut resp = crate::body::status(&st);
         if let Some(secs) = st.details.retry_after_seconds
             && let Ok(v) = http::HeaderValue::from_str(&secs.to_string())

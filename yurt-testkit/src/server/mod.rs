@@ -475,6 +475,12 @@ impl TestApiServer {
         self.shared.faults.fail_next(n, code);
     }
 
+    /// Answers every `method` request to exactly `path` (e.g. one object's PATCH) with HTTP
+    /// `code` and a Status body of the matching reason, until [`heal`](Self::heal).
+    pub fn fail_path(&self, method: &str, path: &str, code: u16) {
+        self.shared.faults.fail_path(method, path, code);
+    }
+
     /// Clears the blackhole, the delay and pending failures (held requests are then answered).
     pub fn heal(&self) {
         self.shared.faults.clear();
