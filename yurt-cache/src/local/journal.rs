@@ -149,7 +149,8 @@ pub(super) fn append_failure(e: StoreError) -> Response<Body> {
     }
 }
 
-/// The Status of [`append_failure`] for a full journal.
+/// The `507 Insufficient Storage` Status answering an offline write a journal cap refused
+/// (logged at warn level).
 pub fn journal_full(full: &JournalFull) -> Status {
     let (what, flag) = match full.cap {
         JournalCap::Bytes => ("bytes", "--max-offline-journal-bytes"),
