@@ -66,7 +66,7 @@ TLS with the node's client certificate; its health checks of those servers decid
 answers from the cache instead.
 
 Listens on: 127.0.0.1:10261 (--proxy-port): the proxy, where kubelet's kubeconfig points; \
-127.0.0.1:10267 (--serve-port): management (/v1/healthz, /v1/readyz, /metrics, /v1/cache). \
+127.0.0.1:10267 (--serve-port): management (/v1/healthz, /v1/readyz, /metrics, /v1/cache, /v1/journal/rejected). \
 Cache: /etc/kubernetes/cache/cache.redb (--disk-cache-path).
 
 Try it without a cluster: `yurthub --demo` (offline autonomy, end to end) or `yurthub \
@@ -619,7 +619,7 @@ fn listener_lines(hub: &EdgeHub) -> [String; 3] {
             hub.proxy_addr()
         ),
         format!(
-            "management on http://{} (/v1/healthz, /v1/readyz, /metrics, /v1/cache)",
+            "management on http://{} (/v1/healthz, /v1/readyz, /metrics, /v1/cache, /v1/journal/rejected)",
             hub.admin_addr()
         ),
         format!("cache store {}", hub.store().path().display()),

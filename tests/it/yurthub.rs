@@ -564,7 +564,7 @@ fn the_sandbox_defaults_its_node_and_names_its_listeners() {
     );
     let admin = hub.line("yurthub: management on ");
     assert!(
-        admin.contains("(/v1/healthz, /v1/readyz, /metrics, /v1/cache)"),
+        admin.contains("(/v1/healthz, /v1/readyz, /metrics, /v1/cache, /v1/journal/rejected)"),
         "{admin}"
     );
     let cache = hub.word("yurthub: cache store ");

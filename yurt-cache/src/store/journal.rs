@@ -337,3 +337,127 @@ impl Snapshot {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SyncStore, WriteOp};
+
+    fn store() -> (tempfile::TempDir, SyncStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("j.redb")).unwrap();
+        (dir, SyncStore::new(db, Default::default()).unwrap())
+    }
+
+    fn append(
+        s: &SyncStore,
+        entry: &str,
+        coalesce: Option<&str>,
+        limits: JournalLimits,
+    ) -> OpOutcome {
+        s.apply(&[WriteOp::JournalAppend {
+            append: JournalAppend {
+                entry: Bytes::from(entry.to_owned()),
+                coalesce: coalesce.map(str::to_owned),
+                limits,
+            },
+        }])
+        .unwrap()
+        .remove(0)
+    }
+
+    #[test]
+    fn caps_coalescing_batches_and_sequence_numbers() {
+        let (_dir, s) = store();
+        let limits = JournalLimits {
+            max_bytes: 10,
+            max_entries: 3,
+        };
+        assert_eq!(
+            append(&s, "aaaa", None, limits),
+            OpOutcome::Journaled(Some(1))
+        );
+        assert_eq!(
+            append(&s, "bbb", Some("x"), limits),
+            OpOutcome::Journaled(Some(2))
+        );
+        // Replacing x's pending entry: its bytes do not count against the cap.
+        assert_eq!(
+            append(&s, "cccccc", Some("x"), limits),
+            OpOutcome::Journaled(Some(3))
+        );
+        let OpOutcome::JournalFull(full) = append(&s, "d", None, limits) else {
+            panic!("past the byte cap");
+        };
+        assert_eq!(
+            (full.cap, full.current, full.adding),
+            (JournalCap::Bytes, 10, 1)
+        );
+        let snap = s.snapshot().unwrap();
+        assert_eq!(
+            snap.journal_stats().unwrap(),
+            JournalStats {
+                bytes: 10,
+                entries: 2,
+                next_seq: 4
+            }
+        );
+        let all: Vec<u64> = snap.journal().unwrap().iter().map(|e| e.0).collect();
+        assert_eq!(all, [1, 3]);
+        // Batches: bounded by count, and by bytes past the first entry.
+        assert_eq!(snap.journal_batch(0, 1, usize::MAX).unwrap().len(), 1);
+        assert_eq!(snap.journal_batch(0, 10, 1).unwrap().len(), 1);
+        assert_eq!(snap.journal_batch(1, 10, 1).unwrap()[0].0, 3);
+        assert!(snap.journal_batch(3, 10, 10).unwrap().is_empty());
+        drop(snap);
+        // Emptied, the journal does not reuse sequence numbers; the stale pointer is dropped.
+        s.apply(&[
+            WriteOp::JournalRemove {
+                seq: 1,
+                coalesce: None,
+            },
+            WriteOp::JournalRemove {
+                seq: 3,
+                coalesce: Some("x".into()),
+            },
+        ])
+        .unwrap();
+        let big = JournalLimits::default();
+        assert_eq!(
+            append(&s, "e", Some("x"), big),
+            OpOutcome::Journaled(Some(4))
+        );
+        // Entry cap.
+        let two = JournalLimits {
+            max_entries: 2,
+            ..big
+        };
+        assert_eq!(append(&s, "f", None, two), OpOutcome::Journaled(Some(5)));
+        let OpOutcome::JournalFull(full) = append(&s, "g", None, two) else {
+            panic!("past the entry cap");
+        };
+        assert_eq!((full.cap, full.current), (JournalCap::Entries, 2));
+        // Rejecting keeps the newest records only.
+        s.apply(&[
+            WriteOp::JournalReject {
+                seq: 4,
+                coalesce: Some("x".into()),
+                record: Bytes::from_static(b"{}"),
+                keep: 1,
+            },
+            WriteOp::JournalReject {
+                seq: 5,
+                coalesce: None,
+                record: Bytes::from_static(b"[]"),
+                keep: 1,
+            },
+        ])
+        .unwrap();
+        let snap = s.snapshot().unwrap();
+        assert_eq!(
+            snap.journal_rejected().unwrap(),
+            [(5, Bytes::from_static(b"[]"))]
+        );
+        assert_eq!(snap.journal_stats().unwrap().entries, 0);
+    }
+}
