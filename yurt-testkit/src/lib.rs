@@ -39,6 +39,13 @@
 //!   cleanup, CSR signing, discovery (legacy and aggregated) and `/version`, OpenAPI v2/v3,
 //!   protobuf bodies for the kinds an edge node writes and kubectl's generators send, YAML
 //!   answers, health checks.
+//! - **Admission webhooks**: MutatingWebhookConfigurations and ValidatingWebhookConfigurations
+//!   are honoured on create, update, patch and delete (also of subresources): rules, namespace
+//!   and object selectors, `matchPolicy`, `failurePolicy`, `timeoutSeconds`, `sideEffects` on
+//!   dry run, JSONPatch mutations, `IfNeeded` reinvocation and warnings, with kube-apiserver's
+//!   AdmissionReview v1 requests and its denial and error texts. Webhooks are called over TLS
+//!   verified against `caBundle`; a `clientConfig.service` goes to the address set with
+//!   [`TestApiServer::route_service`], else to `127.0.0.1:<targetPort>` of that Service.
 //! - **Faults**: [`go_down`](TestApiServer::go_down)/[`come_up`](TestApiServer::come_up),
 //!   [`restart`](TestApiServer::restart), [`blackhole`](TestApiServer::blackhole),
 //!   [`delay`](TestApiServer::delay), [`fail_next`](TestApiServer::fail_next),
@@ -89,9 +96,12 @@
 //! - No `managedFields`; server-side apply is a merge without field ownership or conflicts.
 //! - `metadata.generation` is tracked for pods, workloads (apps, batch), PodDisruptionBudgets,
 //!   CRDs and custom resources only.
-//! - No admission besides NamespaceLifecycle; no authorization (every authenticated user may
-//!   do everything; access reviews always answer "allowed"); no impersonation, audit, priority
-//!   and fairness, or object size limit (request bodies are capped at 3 MiB).
+//! - Admission is NamespaceLifecycle plus webhooks (see above): no other built-in admission
+//!   plugin, no ValidatingAdmissionPolicy, and no `CONNECT` operations (there are no protocol
+//!   upgrades); a webhook on `scale` sees the parent object, not a `Scale`.
+//! - No authorization (every authenticated user may do everything; access reviews always
+//!   answer "allowed"); no impersonation, audit, priority and fairness, or object size limit
+//!   (request bodies are capped at 3 MiB).
 //! - Service-account tokens are opaque strings shaped like JWTs, accepted only by this server,
 //!   never expiring; bound object references are ignored.
 //!
@@ -127,6 +137,7 @@ pub mod chaos;
 pub mod kubeconfig;
 pub mod pki;
 
+mod admission;
 mod body;
 mod controllers;
 mod convert;
@@ -142,6 +153,7 @@ mod server;
 mod storage;
 mod traffic;
 mod watch;
+mod webhook;
 
 pub use registry::{ResourceDef, Subresource};
 pub use server::{Error, Identity, TestApiServer, TestApiServerBuilder};

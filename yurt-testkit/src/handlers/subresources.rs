@@ -407,7 +407,7 @@ async fn scale(ctx: &Ctx<'_>, verb: &Verb) -> Reply {
     let written = super::write::write_update(
         ctx,
         &key,
-        |_, old| {
+        |old| {
             let current = scale_of(ctx, &old.value, &paths);
             let new_scale = if is_patch {
                 let pt = PatchType::from_content_type(&ct).ok_or_else(|| {
@@ -437,7 +437,8 @@ async fn scale(ctx: &Ctx<'_>, verb: &Verb) -> Reply {
             Ok(v)
         },
         None,
-    )?;
+    )
+    .await?;
     let value = match &written {
         super::write::Written::Stored(o) => o.value.clone(),
         super::write::Written::Value(v) => v.clone(),

@@ -14,6 +14,7 @@ use yurt_core::patch::{PatchType, apply_patch};
 use yurt_core::status::Status;
 
 use super::{Ctx, Fail, Reply};
+use crate::admission::{self, Operation};
 use crate::convert::{set_type, to_served, to_stored};
 use crate::meta::{self, meta_str, metadata, metadata_mut};
 use crate::registry::{ResourceDef, Special, defs_from_crd};
@@ -28,7 +29,7 @@ pub(crate) async fn create(ctx: &Ctx<'_>) -> Reply {
         return super::subresources::virtual_create(ctx);
     }
     let body = ctx.body_object()?;
-    let outcome = create_value(ctx, body)?;
+    let outcome = create_value(ctx, body).await?;
     Ok(outcome.response(ctx, StatusCode::CREATED))
 }
 
@@ -113,12 +114,19 @@ pub(crate) fn invalid(def: &ResourceDef, name: &str, field: &str, why: &str) -> 
     )
 }
 
-/// Creates an object from its served form.
-pub(crate) fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Written, Fail> {
+/// Creates an object from its served form: mutating admission, the kind's defaults and checks,
+/// validating admission, then the write.
+pub(crate) async fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Written, Fail> {
     check_type(&ctx.def, &mut obj)?;
     ensure_namespace(ctx, &mut obj)?;
+    let request = admission::Request::new(ctx, Operation::Create, Some(obj.clone()), None);
+    if let Some(mut mutated) = admission::mutate(ctx, request).await? {
+        check_type(&ctx.def, &mut mutated)?;
+        ensure_namespace(ctx, &mut mutated)?;
+        obj = mutated;
+    }
     let mut obj = to_stored(&ctx.def, obj);
-    let name = meta_str(&obj, "name").to_owned();
+    let mut name = meta_str(&obj, "name").to_owned();
     let generate = meta_str(&obj, "generateName").to_owned();
     if name.is_empty() && generate.is_empty() {
         return Err(invalid(
@@ -146,12 +154,25 @@ pub(crate) fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Written, Fai
             Status::internal("resourceVersion should not be set on objects to be created").into(),
         );
     }
+    // The name is generated before validating admission, which sees it (as in
+    // kube-apiserver, where BeforeCreate generates it).
+    let generated = name.is_empty();
+    if generated {
+        name = meta::generate_name(&generate);
+        metadata_mut(&mut obj).insert("name".into(), json!(name));
+    }
+    let served = to_served(&ctx.def, &obj);
+    admission::validate(
+        ctx,
+        &admission::Request::new(ctx, Operation::Create, Some(served), None),
+    )
+    .await?;
     let dry_run = ctx.dry_run();
     let written = ctx.shared.store.write(|t| -> Result<Written, Fail> {
         admit_namespace(ctx, t)?;
         let mut name = name.clone();
         for attempt in 0.. {
-            if name.is_empty() || (attempt > 0 && !generate.is_empty()) {
+            if attempt > 0 {
                 name = meta::generate_name(&generate);
                 metadata_mut(&mut obj).insert("name".into(), json!(name));
             }
@@ -162,10 +183,7 @@ pub(crate) fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Written, Fai
                 }
                 return Ok(Written::Stored(t.put(ctx.storage(), &key, obj.clone())));
             }
-            if generate.is_empty()
-                || meta_str(&obj, "name") != name
-                || attempt + 1 >= GENERATE_NAME_ATTEMPTS
-            {
+            if !generated || attempt + 1 >= GENERATE_NAME_ATTEMPTS {
                 break;
             }
         }
@@ -470,7 +488,9 @@ pub(crate) async fn update(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
                 return Err(ctx.not_found(&name).into());
             }
             let served = to_served(&ctx.def, &new);
-            return Ok(create_value(ctx, served)?.response(ctx, StatusCode::CREATED));
+            return Ok(create_value(ctx, served)
+                .await?
+                .response(ctx, StatusCode::CREATED));
         }
         return Err(ctx.not_found(&name).into());
     };
@@ -478,7 +498,7 @@ pub(crate) async fn update(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
     let written = write_update(
         ctx,
         &key,
-        |_, _old| {
+        |_old| {
             if meta_str(&new, "resourceVersion").is_empty()
                 && !ctx.def.behaviour.unconditional_update
             {
@@ -493,48 +513,106 @@ pub(crate) async fn update(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
             Ok(new.clone())
         },
         sub,
-    )?;
+    )
+    .await?;
     Ok(written.response(ctx, StatusCode::OK))
 }
 
-/// Runs an update of the object at `key` inside one transaction: `make_new(txn, old)` builds
-/// the requested object, the strategy merges it with the old one, then it is written (or
-/// nothing happens when it is unchanged, or it is deleted when its last finalizer went).
-pub(crate) fn write_update(
+/// How often an update is retried when the object changed while admission ran.
+const UPDATE_ATTEMPTS: usize = 16;
+
+/// Runs an update of the object at `key`: `make_new(old)` builds the requested object (stored
+/// form), mutating admission may change it, the strategy merges it with the old one, validating
+/// admission checks the result, then it is written (or nothing happens when it is unchanged, or
+/// it is deleted when its last finalizer went). Admission calls webhooks, so it runs outside the
+/// store's lock; the write happens only if the object is still the one read, else the whole
+/// sequence runs again on the newer object (as kube-apiserver's guaranteed update retries).
+pub(crate) async fn write_update(
     ctx: &Ctx<'_>,
     key: &str,
-    make_new: impl FnOnce(&Txn<'_>, &Obj) -> Result<Value, Fail>,
+    make_new: impl Fn(&Obj) -> Result<Value, Fail>,
     sub: Option<&str>,
 ) -> Result<Written, Fail> {
     let dry_run = ctx.dry_run();
-    let written = ctx.shared.store.write(|t| -> Result<Written, Fail> {
-        let old = t
-            .get(ctx.storage(), key)
+    let mut attempt = 0;
+    let written = loop {
+        attempt += 1;
+        let old = ctx
+            .shared
+            .store
+            .read(|t| t.get(ctx.storage(), key))
             .ok_or_else(|| ctx.not_found(&ctx.info.name))?;
-        let new = make_new(t, &old)?;
+        let mut new = make_new(&old)?;
+        let old_served = to_served(&ctx.def, &old.value);
+        let request = admission::Request::new(
+            ctx,
+            Operation::Update,
+            Some(to_served(&ctx.def, &new)),
+            Some(old_served.clone()),
+        );
+        if let Some(mut mutated) = admission::mutate(ctx, request).await? {
+            check_type(&ctx.def, &mut mutated)?;
+            new = to_stored(&ctx.def, mutated);
+        }
         let merged = merge_update(ctx, &old.value, new, sub)?;
+        let request = admission::Request::new(
+            ctx,
+            Operation::Update,
+            Some(to_served(&ctx.def, &merged)),
+            Some(old_served),
+        );
+        admission::validate(ctx, &request).await?;
         if merged == old.value {
-            return Ok(Written::Stored(old));
+            break Written::Stored(old);
         }
         if dry_run {
-            return Ok(Written::Value(merged));
+            break Written::Value(merged);
         }
-        if meta::is_terminating(&merged)
-            && meta::finalizers(&merged).is_empty()
-            && metadata(&merged)
-                .and_then(|m| m.get("deletionGracePeriodSeconds"))
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                == 0
-        {
-            let last = t.delete(ctx.storage(), key, Some(merged));
-            return Ok(match last {
-                Some(o) => Written::Stored(o),
-                None => Written::Value(Value::Null),
-            });
+        let old_rv = meta_str(&old.value, "resourceVersion").to_owned();
+        let outcome = ctx
+            .shared
+            .store
+            .write(|t| -> Result<Option<Written>, Fail> {
+                let current = t
+                    .get(ctx.storage(), key)
+                    .ok_or_else(|| ctx.not_found(&ctx.info.name))?;
+                if meta_str(&current.value, "resourceVersion") != old_rv {
+                    return Ok(None);
+                }
+                if meta::is_terminating(&merged)
+                    && meta::finalizers(&merged).is_empty()
+                    && metadata(&merged)
+                        .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                        == 0
+                {
+                    let last = t.delete(ctx.storage(), key, Some(merged.clone()));
+                    return Ok(Some(match last {
+                        Some(o) => Written::Stored(o),
+                        None => Written::Value(Value::Null),
+                    }));
+                }
+                Ok(Some(Written::Stored(t.put(
+                    ctx.storage(),
+                    key,
+                    merged.clone(),
+                ))))
+            })?;
+        match outcome {
+            Some(w) => break w,
+            None if attempt < UPDATE_ATTEMPTS => continue,
+            None => {
+                return Err(Status::conflict(
+                    &ctx.def.group,
+                    &ctx.def.plural,
+                    &ctx.info.name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                )
+                .into());
+            }
         }
-        Ok(Written::Stored(t.put(ctx.storage(), key, merged)))
-    })?;
+    };
     if !dry_run
         && let (Special::Crd, Written::Stored(crd), None) =
             (&ctx.def.behaviour.special, &written, sub)
@@ -822,14 +900,16 @@ pub(crate) async fn patch(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
                 ))
                 .into());
             }
-            return Ok(create_value(ctx, obj)?.response(ctx, StatusCode::CREATED));
+            return Ok(create_value(ctx, obj)
+                .await?
+                .response(ctx, StatusCode::CREATED));
         }
     }
     let def = ctx.def.clone();
     let written = write_update(
         ctx,
         &key,
-        |_, old| {
+        |old| {
             let current = to_served(&def, &old.value);
             let gvk = (def.group.as_str(), def.version.as_str(), def.kind.as_str());
             let mut patched =
@@ -848,7 +928,8 @@ pub(crate) async fn patch(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
             Ok(to_stored(&def, patched))
         },
         sub,
-    )?;
+    )
+    .await?;
     Ok(written.response(ctx, StatusCode::OK))
 }
 

@@ -3,6 +3,7 @@ mod chaos;
 mod kubeconfig;
 mod pki;
 
+mod admission;
 mod auth;
 mod crd;
 mod crud;
