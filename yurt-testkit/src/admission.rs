@@ -32,7 +32,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use yurt_core::status::Status;
 
-use crate::convert::{set_type, to_served};
+use crate::convert::set_type;
 use crate::handlers::{Ctx, Fail};
 use crate::meta::{meta_str, metadata};
 use crate::registry::{ResourceDef, Special};
@@ -319,14 +319,6 @@ fn selectors_match(ctx: &Ctx<'_>, hook: &Hook, req: &Request) -> bool {
     true
 }
 
-/// The object of `from`'s version as `to` serves it (versions of one resource).
-fn convert_between(from: &ResourceDef, to: &ResourceDef, v: &Value) -> Value {
-    if from.version == to.version {
-        return v.clone();
-    }
-    to_served(to, &crate::convert::to_stored(from, v.clone()))
-}
-
 fn gvk(def: &ResourceDef, sub: &str) -> Value {
     match def.subresource(sub) {
         Some(s) if !s.kind.is_empty() => json!({
@@ -342,14 +334,22 @@ fn gvr(def: &ResourceDef) -> Value {
     json!({"group": def.group, "version": def.version, "resource": def.plural})
 }
 
-/// The AdmissionReview sent to a hook that matched as `seen`.
-fn review(ctx: &Ctx<'_>, seen: &ResourceDef, req: &Request, uid: &str) -> Value {
+/// The AdmissionReview sent to a hook that matched as `seen` (the objects converted to its
+/// version).
+async fn review(
+    ctx: &Ctx<'_>,
+    seen: &ResourceDef,
+    req: &Request,
+    uid: &str,
+) -> Result<Value, Fail> {
     let sub = ctx.info.subresource.as_str();
-    let conv = |o: &Option<Value>| {
-        o.as_ref()
-            .map(|v| convert_between(&ctx.def, seen, v))
-            .unwrap_or(Value::Null)
-    };
+    let mut objects = [Value::Null, Value::Null];
+    for (slot, o) in objects.iter_mut().zip([&req.object, &req.old_object]) {
+        if let Some(v) = o {
+            *slot = crate::conversion::between(ctx.shared, &ctx.def, seen, v).await?;
+        }
+    }
+    let [object, old_object] = objects;
     let name = req
         .object
         .as_ref()
@@ -365,8 +365,8 @@ fn review(ctx: &Ctx<'_>, seen: &ResourceDef, req: &Request, uid: &str) -> Value 
         "requestResource": gvr(&ctx.def),
         "operation": req.op.as_str(),
         "userInfo": {"username": ctx.user.user, "groups": ctx.user.groups},
-        "object": conv(&req.object),
-        "oldObject": conv(&req.old_object),
+        "object": object,
+        "oldObject": old_object,
         "dryRun": ctx.dry_run(),
         "options": req.options,
     });
@@ -380,7 +380,7 @@ fn review(ctx: &Ctx<'_>, seen: &ResourceDef, req: &Request, uid: &str) -> Value 
     if !ctx.namespace.is_empty() {
         r["namespace"] = json!(ctx.namespace);
     }
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": r})
+    Ok(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": r}))
 }
 
 /// The hooks of `plural` that apply to the request, each with the definition it sees.
@@ -416,7 +416,7 @@ async fn call(
         .into());
     }
     let uid = crate::meta::new_uid();
-    let body = review(ctx, seen, req, &uid);
+    let body = review(ctx, seen, req, &uid).await?;
     let outcome = async {
         let target = crate::webhook::resolve(ctx.shared, &hook.client_config, hook.timeout)
             .await
@@ -561,22 +561,19 @@ async fn apply_hook(
         return Ok(());
     };
     use base64::Engine as _;
-    let patched = base64::engine::general_purpose::STANDARD
+    let mut doc = crate::conversion::between(ctx.shared, &ctx.def, seen, &object).await?;
+    base64::engine::general_purpose::STANDARD
         .decode(patch_b64)
         .map_err(|e| e.to_string())
         .and_then(|raw| {
             serde_json::from_slice::<json_patch::Patch>(&raw).map_err(|e| e.to_string())
         })
-        .and_then(|patch| {
-            let mut doc = convert_between(&ctx.def, seen, &object);
-            json_patch::patch(&mut doc, &patch).map_err(|e| e.to_string())?;
-            Ok(doc)
-        })
+        .and_then(|patch| json_patch::patch(&mut doc, &patch).map_err(|e| e.to_string()))
         .map_err(|e| Box::new(Status::internal(e)))?;
-    if !patched.is_object() {
+    if !doc.is_object() {
         return Err(Status::internal("the patched object is not a JSON object").into());
     }
-    let mut back = convert_between(seen, &ctx.def, &patched);
+    let mut back = crate::conversion::between(ctx.shared, seen, &ctx.def, &doc).await?;
     set_type(&mut back, &ctx.def);
     req.object = Some(back);
     Ok(())

@@ -46,6 +46,9 @@
 //!   AdmissionReview v1 requests and its denial and error texts. Webhooks are called over TLS
 //!   verified against `caBundle`; a `clientConfig.service` goes to the address set with
 //!   [`TestApiServer::route_service`], else to `127.0.0.1:<targetPort>` of that Service.
+//! - **CRD versions**: custom resources are stored at the CRD's storage version and served at
+//!   every served version, converted by `apiVersion` rewrite (strategy `None`) or by the CRD's
+//!   conversion webhook (ConversionReview v1) on reads, lists, watches and writes.
 //! - **Faults**: [`go_down`](TestApiServer::go_down)/[`come_up`](TestApiServer::come_up),
 //!   [`restart`](TestApiServer::restart), [`blackhole`](TestApiServer::blackhole),
 //!   [`delay`](TestApiServer::delay), [`fail_next`](TestApiServer::fail_next),
@@ -91,8 +94,9 @@
 //!   Service ClusterIP (sequential from 10.96.0.2, without conflict checks), node ports and
 //!   defaults, CSR requester fields.
 //! - Custom resources: unknown fields are pruned by the structural schema, but there is no
-//!   OpenAPI validation, defaulting, CEL rules or conversion (versions differ in `apiVersion`
-//!   only); a CRD's resource is served as soon as it is created.
+//!   OpenAPI validation, defaulting or CEL rules; a CRD's resource is served as soon as it is
+//!   created. Server-side Tables of a custom resource are rendered without calling its
+//!   conversion webhook.
 //! - No `managedFields`; server-side apply is a merge without field ownership or conflicts.
 //! - `metadata.generation` is tracked for pods, workloads (apps, batch), PodDisruptionBudgets,
 //!   CRDs and custom resources only.
@@ -140,6 +144,7 @@ pub mod pki;
 mod admission;
 mod body;
 mod controllers;
+mod conversion;
 mod convert;
 mod csr;
 mod discovery;

@@ -90,21 +90,21 @@ pub(crate) async fn delete(ctx: &Ctx<'_>) -> Reply {
         .shared
         .store
         .write(|t| delete_one(&ctx.def, t, &key, &opts, dry_run))?;
-    Ok(match outcome {
+    match outcome {
         Deleted::Gone(obj) if !ctx.def.behaviour.return_deleted_object => {
-            crate::body::status(&success(&ctx.def, &obj.value))
+            Ok(crate::body::status(&success(&ctx.def, &obj.value)))
         }
         Deleted::Gone(obj) | Deleted::Pending(obj) => {
-            super::object_response(StatusCode::OK, &ctx.def, &obj)
+            super::object_response(ctx, StatusCode::OK, &obj).await
         }
-        Deleted::DryRun(v) => super::value_response(StatusCode::OK, &ctx.def, &v),
-    })
+        Deleted::DryRun(v) => super::value_response(ctx, StatusCode::OK, &v).await,
+    }
 }
 
 /// Admission of the deletion of `stored` (mutating webhooks are called too, as kube-apiserver
 /// calls them, but a DELETE has no object to change).
 async fn admit_delete(ctx: &Ctx<'_>, stored: &Value) -> Result<(), Fail> {
-    let old = crate::convert::to_served(&ctx.def, stored);
+    let old = crate::conversion::served(ctx.shared, &ctx.def, stored).await?;
     let request = admission::Request::new(ctx, admission::Operation::Delete, None, Some(old));
     admission::mutate(ctx, request.clone()).await?;
     admission::validate(ctx, &request).await
@@ -358,6 +358,7 @@ pub(crate) async fn delete_collection(ctx: &Ctx<'_>) -> Reply {
         Ok(out)
     })?;
     let rv = ctx.shared.store.current_rv();
+    let deleted = super::served_items(ctx, deleted).await?;
     Ok(super::read::list_response(
         &ctx.def,
         json!({"resourceVersion": rv.to_string()}),

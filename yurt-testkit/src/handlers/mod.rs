@@ -376,22 +376,47 @@ async fn dispatch(ctx: &Ctx<'_>) -> Reply {
     }
 }
 
-/// A JSON response holding one object as `def` serves it.
-pub(crate) fn object_response(
+/// A JSON response holding one stored object as the request's version serves it (through the
+/// CRD's conversion webhook when it has one).
+pub(crate) async fn object_response(
+    ctx: &Ctx<'_>,
     code: StatusCode,
-    def: &ResourceDef,
     obj: &crate::storage::Obj,
-) -> Response<Body> {
-    body::json(code, crate::convert::served_json(def, obj, false))
+) -> Reply {
+    if crate::conversion::needs_webhook(&ctx.def, &obj.value) {
+        return value_response(ctx, code, &obj.value).await;
+    }
+    Ok(body::json(
+        code,
+        crate::convert::served_json(&ctx.def, obj, false),
+    ))
 }
 
-/// A JSON response holding a (not stored) object value as `def` serves it.
-pub(crate) fn value_response(
-    code: StatusCode,
-    def: &ResourceDef,
-    stored: &Value,
-) -> Response<Body> {
-    body::json_value(code, &crate::convert::to_served(def, stored))
+/// A JSON response holding an object value in its stored form (not stored: dry run, deleted)
+/// as the request's version serves it.
+pub(crate) async fn value_response(ctx: &Ctx<'_>, code: StatusCode, stored: &Value) -> Reply {
+    let served = crate::conversion::served(ctx.shared, &ctx.def, stored).await?;
+    Ok(body::json_value(code, &served))
+}
+
+/// Stored objects ready to be listed at the request's version: as they are, unless the CRD's
+/// conversion webhook has to convert them (then all in one review).
+pub(crate) async fn served_items(
+    ctx: &Ctx<'_>,
+    items: Vec<Arc<crate::storage::Obj>>,
+) -> Result<Vec<Arc<crate::storage::Obj>>, Fail> {
+    if !items
+        .iter()
+        .any(|o| crate::conversion::needs_webhook(&ctx.def, &o.value))
+    {
+        return Ok(items);
+    }
+    let values = items.iter().map(|o| o.value.clone()).collect();
+    let served = crate::conversion::served_all(ctx.shared, &ctx.def, values).await?;
+    Ok(served
+        .into_iter()
+        .map(|v| Arc::new(crate::storage::Obj::new(v)))
+        .collect())
 }
 
 /// Creates the objects every cluster has: the four system namespaces and the `kubernetes`

@@ -15,7 +15,7 @@ use yurt_core::status::Status;
 
 use super::{Ctx, Fail, Reply};
 use crate::admission::{self, Operation};
-use crate::convert::{set_type, to_served, to_stored};
+use crate::convert::set_type;
 use crate::meta::{self, meta_str, metadata, metadata_mut};
 use crate::registry::{ResourceDef, Special, defs_from_crd};
 use crate::storage::{Obj, Txn, object_key};
@@ -30,7 +30,7 @@ pub(crate) async fn create(ctx: &Ctx<'_>) -> Reply {
     }
     let body = ctx.body_object()?;
     let outcome = create_value(ctx, body).await?;
-    Ok(outcome.response(ctx, StatusCode::CREATED))
+    outcome.response(ctx, StatusCode::CREATED).await
 }
 
 /// The result of a write: the stored object, or (dry run / deleted) a value.
@@ -40,14 +40,11 @@ pub(crate) enum Written {
 }
 
 impl Written {
-    pub(crate) fn response(
-        &self,
-        ctx: &Ctx<'_>,
-        code: StatusCode,
-    ) -> http::Response<crate::body::Body> {
+    /// The response: the object as the request's version serves it.
+    pub(crate) async fn response(&self, ctx: &Ctx<'_>, code: StatusCode) -> Reply {
         match self {
-            Written::Stored(obj) => super::object_response(code, &ctx.def, obj),
-            Written::Value(v) => super::value_response(code, &ctx.def, v),
+            Written::Stored(obj) => super::object_response(ctx, code, obj).await,
+            Written::Value(v) => super::value_response(ctx, code, v).await,
         }
     }
 }
@@ -125,7 +122,6 @@ pub(crate) async fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Writte
         ensure_namespace(ctx, &mut mutated)?;
         obj = mutated;
     }
-    let mut obj = to_stored(&ctx.def, obj);
     let mut name = meta_str(&obj, "name").to_owned();
     let generate = meta_str(&obj, "generateName").to_owned();
     if name.is_empty() && generate.is_empty() {
@@ -161,12 +157,12 @@ pub(crate) async fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Writte
         name = meta::generate_name(&generate);
         metadata_mut(&mut obj).insert("name".into(), json!(name));
     }
-    let served = to_served(&ctx.def, &obj);
     admission::validate(
         ctx,
-        &admission::Request::new(ctx, Operation::Create, Some(served), None),
+        &admission::Request::new(ctx, Operation::Create, Some(obj.clone()), None),
     )
     .await?;
+    let mut obj = crate::conversion::to_storage(ctx.shared, &ctx.def, obj).await?;
     let dry_run = ctx.dry_run();
     let written = ctx.shared.store.write(|t| -> Result<Written, Fail> {
         admit_namespace(ctx, t)?;
@@ -479,7 +475,7 @@ pub(crate) async fn update(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
         .into());
     }
     ensure_namespace(ctx, &mut body)?;
-    let new = to_stored(&ctx.def, body);
+    let new = body;
     let key = object_key(&ctx.namespace, &name);
     let current = ctx.shared.store.read(|t| t.get(ctx.storage(), &key));
     let Some(old) = current else {
@@ -487,10 +483,10 @@ pub(crate) async fn update(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
             if !meta_str(&new, "resourceVersion").is_empty() {
                 return Err(ctx.not_found(&name).into());
             }
-            let served = to_served(&ctx.def, &new);
-            return Ok(create_value(ctx, served)
+            return create_value(ctx, new)
                 .await?
-                .response(ctx, StatusCode::CREATED));
+                .response(ctx, StatusCode::CREATED)
+                .await;
         }
         return Err(ctx.not_found(&name).into());
     };
@@ -515,14 +511,15 @@ pub(crate) async fn update(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
         sub,
     )
     .await?;
-    Ok(written.response(ctx, StatusCode::OK))
+    written.response(ctx, StatusCode::OK).await
 }
 
 /// How often an update is retried when the object changed while admission ran.
 const UPDATE_ATTEMPTS: usize = 16;
 
-/// Runs an update of the object at `key`: `make_new(old)` builds the requested object (stored
-/// form), mutating admission may change it, the strategy merges it with the old one, validating
+/// Runs an update of the object at `key`: `make_new(old)` builds the requested object (both in
+/// the request's version; they are converted to the storage version last), mutating admission
+/// may change it, the strategy merges it with the old one, validating
 /// admission checks the result, then it is written (or nothing happens when it is unchanged, or
 /// it is deleted when its last finalizer went). Admission calls webhooks, so it runs outside the
 /// store's lock; the write happens only if the object is still the one read, else the whole
@@ -530,7 +527,7 @@ const UPDATE_ATTEMPTS: usize = 16;
 pub(crate) async fn write_update(
     ctx: &Ctx<'_>,
     key: &str,
-    make_new: impl Fn(&Obj) -> Result<Value, Fail>,
+    make_new: impl Fn(&Value) -> Result<Value, Fail>,
     sub: Option<&str>,
 ) -> Result<Written, Fail> {
     let dry_run = ctx.dry_run();
@@ -542,26 +539,27 @@ pub(crate) async fn write_update(
             .store
             .read(|t| t.get(ctx.storage(), key))
             .ok_or_else(|| ctx.not_found(&ctx.info.name))?;
-        let mut new = make_new(&old)?;
-        let old_served = to_served(&ctx.def, &old.value);
+        let old_served = crate::conversion::served(ctx.shared, &ctx.def, &old.value).await?;
+        let mut new = make_new(&old_served)?;
         let request = admission::Request::new(
             ctx,
             Operation::Update,
-            Some(to_served(&ctx.def, &new)),
+            Some(new.clone()),
             Some(old_served.clone()),
         );
         if let Some(mut mutated) = admission::mutate(ctx, request).await? {
             check_type(&ctx.def, &mut mutated)?;
-            new = to_stored(&ctx.def, mutated);
+            new = mutated;
         }
-        let merged = merge_update(ctx, &old.value, new, sub)?;
+        let merged = merge_update(ctx, &old_served, new, sub)?;
         let request = admission::Request::new(
             ctx,
             Operation::Update,
-            Some(to_served(&ctx.def, &merged)),
+            Some(merged.clone()),
             Some(old_served),
         );
         admission::validate(ctx, &request).await?;
+        let merged = crate::conversion::to_storage(ctx.shared, &ctx.def, merged).await?;
         if merged == old.value {
             break Written::Stored(old);
         }
@@ -900,20 +898,20 @@ pub(crate) async fn patch(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
                 ))
                 .into());
             }
-            return Ok(create_value(ctx, obj)
+            return create_value(ctx, obj)
                 .await?
-                .response(ctx, StatusCode::CREATED));
+                .response(ctx, StatusCode::CREATED)
+                .await;
         }
     }
     let def = ctx.def.clone();
     let written = write_update(
         ctx,
         &key,
-        |old| {
-            let current = to_served(&def, &old.value);
+        |current| {
             let gvk = (def.group.as_str(), def.version.as_str(), def.kind.as_str());
             let mut patched =
-                apply_patch(patch_type, &current, &body, gvk).map_err(|e| e.status())?;
+                apply_patch(patch_type, current, &body, gvk).map_err(|e| e.status())?;
             if !patched.is_object() {
                 return Err(Status::bad_request("the patched object is not a JSON object").into());
             }
@@ -925,12 +923,12 @@ pub(crate) async fn patch(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
                 .into());
             }
             check_type(&def, &mut patched)?;
-            Ok(to_stored(&def, patched))
+            Ok(patched)
         },
         sub,
     )
     .await?;
-    Ok(written.response(ctx, StatusCode::OK))
+    written.response(ctx, StatusCode::OK).await
 }
 
 /// Apply bodies in YAML syntax are converted to JSON for the patch engine (JSON passes as is).

@@ -734,3 +734,194 @@ async fn service_references_are_routed_and_verified_by_service_name() {
         r#"admission webhook "routed.test.io" denied the request: no thanks"#
     );
 }
+
+/// A CRD served at v1 (`spec.size`, a string) and v2 (`spec.sizeInt`, an integer; storage),
+/// converted by `conversion` (a `spec.conversion` stanza).
+fn gadget_crd(plural: &str, kind: &str, conversion: Value) -> Value {
+    let version = |name: &str, storage: bool, field: &str, ty: &str| {
+        json!({"name": name, "served": true, "storage": storage,
+            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                "spec": {"type": "object", "properties": {field: {"type": ty}}}}}}})
+    };
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.example.com")},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
+            "versions": [version("v1", false, "size", "string"), version("v2", true, "sizeInt", "integer")],
+            "conversion": conversion}})
+}
+
+fn gadget(version: &str, kind: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": format!("example.com/{version}"), "kind": kind,
+        "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+}
+
+#[tokio::test]
+async fn conversion_webhook_converts_between_the_storage_and_requested_versions() {
+    let s = server().await;
+    let hooks = HookServer::start().await;
+    let conversion = json!({"strategy": "Webhook", "webhook": {
+        "clientConfig": hooks.url_config("/convert"), "conversionReviewVersions": ["v1"]}});
+    s.create_object(gadget_crd("gadgets", "Gadget", conversion))
+        .await
+        .unwrap();
+    let v1 = "/apis/example.com/v1/namespaces/default/gadgets";
+    let v2 = "/apis/example.com/v2/namespaces/default/gadgets";
+
+    // Written at v1: converted to the storage version, answered at v1.
+    let (code, created) = call(
+        &s,
+        "POST",
+        v1,
+        Some(gadget("v1", "Gadget", "g1", json!({"size": "3"}))),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(created["apiVersion"], "example.com/v1");
+    assert_eq!(created["spec"], json!({"size": "3"}));
+    let stored = s
+        .get_object("example.com/v2", "gadgets", "default", "g1")
+        .unwrap();
+    assert_eq!(stored["apiVersion"], "example.com/v2");
+    assert_eq!(stored["spec"], json!({"sizeInt": 3}));
+    let reviews = hooks.seen("/convert");
+    assert_eq!(reviews.len(), 2, "to storage, then back for the answer");
+    let req = &reviews[0]["request"];
+    assert_eq!(reviews[0]["apiVersion"], "apiextensions.k8s.io/v1");
+    assert_eq!(reviews[0]["kind"], "ConversionReview");
+    assert_eq!(reviews[0]["query"], "timeout=30s");
+    assert_eq!(req["desiredAPIVersion"], "example.com/v2");
+    assert_eq!(req["objects"][0]["spec"], json!({"size": "3"}));
+    assert!(!req["uid"].as_str().unwrap().is_empty());
+
+    // Read at either version.
+    hooks.forget();
+    let (_, got) = call(&s, "GET", &format!("{v2}/g1"), None).await;
+    assert_eq!(got["spec"], json!({"sizeInt": 3}));
+    assert!(
+        hooks.seen("/convert").is_empty(),
+        "the storage version needs no conversion"
+    );
+    let (_, got) = call(&s, "GET", &format!("{v1}/g1"), None).await;
+    assert_eq!(got["apiVersion"], "example.com/v1");
+    assert_eq!(got["spec"], json!({"size": "3"}));
+    assert_eq!(got["metadata"]["uid"], created["metadata"]["uid"]);
+
+    // Written at v2, listed at v1: one review for the whole list.
+    let (code, _) = call(
+        &s,
+        "POST",
+        v2,
+        Some(gadget("v2", "Gadget", "g2", json!({"sizeInt": 7}))),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    hooks.forget();
+    let (_, list) = call(&s, "GET", v1, None).await;
+    let specs: Vec<Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["spec"].clone())
+        .collect();
+    assert_eq!(specs, vec![json!({"size": "3"}), json!({"size": "7"})]);
+    assert_eq!(list["items"][1]["apiVersion"], "example.com/v1");
+    let reviews = hooks.seen("/convert");
+    assert_eq!(reviews.len(), 1);
+    assert_eq!(
+        reviews[0]["request"]["objects"].as_array().unwrap().len(),
+        2
+    );
+
+    // Patched at v1: the patch applies to the v1 form; stored at v2.
+    let (code, patched) = crate::support::patch(
+        &s,
+        &format!("{v1}/g1"),
+        "application/merge-patch+json",
+        r#"{"spec":{"size":"5"}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    assert_eq!(patched["spec"], json!({"size": "5"}));
+    let stored = s
+        .get_object("example.com/v2", "gadgets", "default", "g1")
+        .unwrap();
+    assert_eq!(stored["spec"], json!({"sizeInt": 5}));
+
+    // Watched at v1: events at v1.
+    let mut events = crate::support::watch(&s, &format!("{v1}?watch=true")).await;
+    let first = bounded(events.next()).await.unwrap();
+    assert_eq!(first["type"], "ADDED");
+    assert_eq!(first["object"]["apiVersion"], "example.com/v1");
+    assert_eq!(first["object"]["spec"], json!({"size": "5"}));
+
+    // The webhook gone: reads needing it fail as kube-apiserver words it; the storage
+    // version is still served.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (_, mut crd) = call(
+        &s,
+        "GET",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.com",
+        None,
+    )
+    .await;
+    crd["spec"]["conversion"]["webhook"]["clientConfig"]["url"] =
+        json!(format!("https://{closed}/convert"));
+    let (code, _) = call(
+        &s,
+        "PUT",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.com",
+        Some(crd),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, body) = call(&s, "GET", &format!("{v1}/g1"), None).await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        body["message"],
+        format!(
+            r#"Internal error occurred: conversion webhook for example.com/v2, Kind=Gadget failed: Post "https://{closed}/convert?timeout=30s": dial tcp {closed}: connect: connection refused"#
+        )
+    );
+    assert_eq!(
+        call(&s, "GET", &format!("{v2}/g1"), None).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn conversion_strategy_none_rewrites_the_api_version_only() {
+    let s = server().await;
+    s.create_object(gadget_crd("widgets", "Widget", json!({"strategy": "None"})))
+        .await
+        .unwrap();
+    // Without a webhook the fields stay as written; only apiVersion follows the request.
+    let v1 = "/apis/example.com/v1/namespaces/default/widgets";
+    let (code, created) = call(
+        &s,
+        "POST",
+        v1,
+        Some(gadget("v1", "Widget", "w", json!({"size": "1"}))),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(created["apiVersion"], "example.com/v1");
+    let stored = s
+        .get_object("example.com/v2", "widgets", "default", "w")
+        .unwrap();
+    assert_eq!(
+        stored["apiVersion"], "example.com/v2",
+        "stored at the storage version"
+    );
+    let (_, got) = call(
+        &s,
+        "GET",
+        "/apis/example.com/v2/namespaces/default/widgets/w",
+        None,
+    )
+    .await;
+    assert_eq!(got["apiVersion"], "example.com/v2");
+}
