@@ -49,6 +49,9 @@
 //! - **CRD versions**: custom resources are stored at the CRD's storage version and served at
 //!   every served version, converted by `apiVersion` rewrite (strategy `None`) or by the CRD's
 //!   conversion webhook (ConversionReview v1) on reads, lists, watches and writes.
+//! - **Custom resource schemas**: unknown fields are pruned, defaults applied and the
+//!   version's structural `openAPIV3Schema` enforced (types, `required`, `enum`, `pattern`,
+//!   bounds, lengths, item counts, `nullable`) with kube-apiserver's 422 field errors.
 //! - **Faults**: [`go_down`](TestApiServer::go_down)/[`come_up`](TestApiServer::come_up),
 //!   [`restart`](TestApiServer::restart), [`blackhole`](TestApiServer::blackhole),
 //!   [`delay`](TestApiServer::delay), [`fail_next`](TestApiServer::fail_next),
@@ -93,10 +96,12 @@
 //!   Secret `type` (`Opaque`) and `stringData` merged into `data`,
 //!   Service ClusterIP (sequential from 10.96.0.2, without conflict checks), node ports and
 //!   defaults, CSR requester fields.
-//! - Custom resources: unknown fields are pruned by the structural schema, but there is no
-//!   OpenAPI validation, defaulting or CEL rules; a CRD's resource is served as soon as it is
-//!   created. Server-side Tables of a custom resource are rendered without calling its
-//!   conversion webhook.
+//! - Custom resources: pruned, defaulted and validated against the version's structural schema
+//!   (see above), but without `anyOf`/`allOf`/`oneOf`/`not`, `format`, CEL rules
+//!   (`x-kubernetes-validations`), list/map-type uniqueness, ratcheting of unchanged invalid
+//!   fields, or defaulting on read; a CRD's resource is served as soon as it is created.
+//!   Server-side Tables of a custom resource are rendered without calling its conversion
+//!   webhook.
 //! - No `managedFields`; server-side apply is a merge without field ownership or conflicts.
 //! - `metadata.generation` is tracked for pods, workloads (apps, batch), PodDisruptionBudgets,
 //!   CRDs and custom resources only.
@@ -154,6 +159,7 @@ mod meta;
 mod openapi;
 mod prune;
 mod registry;
+mod schema;
 mod server;
 mod storage;
 mod traffic;

@@ -116,6 +116,7 @@ pub(crate) fn invalid(def: &ResourceDef, name: &str, field: &str, why: &str) -> 
 pub(crate) async fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Written, Fail> {
     check_type(&ctx.def, &mut obj)?;
     ensure_namespace(ctx, &mut obj)?;
+    decode_custom(&ctx.def, &mut obj);
     let request = admission::Request::new(ctx, Operation::Create, Some(obj.clone()), None);
     if let Some(mut mutated) = admission::mutate(ctx, request).await? {
         check_type(&ctx.def, &mut mutated)?;
@@ -284,9 +285,7 @@ fn prepare_create(ctx: &Ctx<'_>, obj: &mut Value) -> Result<(), Fail> {
             if def.has_subresource("status") {
                 map.remove("status");
             }
-            if let Some(schema) = &def.behaviour.schema {
-                crate::prune::prune(obj, schema);
-            }
+            structural(def, obj, &name)?;
         }
         Special::None if def.group.is_empty() && def.plural == "secrets" => default_secret(map),
         Special::None
@@ -541,6 +540,7 @@ pub(crate) async fn write_update(
             .ok_or_else(|| ctx.not_found(&ctx.info.name))?;
         let old_served = crate::conversion::served(ctx.shared, &ctx.def, &old.value).await?;
         let mut new = make_new(&old_served)?;
+        decode_custom(&ctx.def, &mut new);
         let request = admission::Request::new(
             ctx,
             Operation::Update,
@@ -685,11 +685,6 @@ pub(crate) fn merge_update(
                         s.insert("clusterIPs".into(), old["spec"]["clusterIPs"].clone());
                     }
                 }
-                Special::CustomResource(_) => {
-                    if let Some(schema) = &def.behaviour.schema {
-                        crate::prune::prune(&mut new, schema);
-                    }
-                }
                 _ => {}
             }
             if meta::is_terminating(old) {
@@ -777,6 +772,9 @@ pub(crate) fn merge_update(
             .into());
         }
     };
+    if let Special::CustomResource(_) = def.behaviour.special {
+        structural(def, &mut result, &name)?;
+    }
     metadata_mut(&mut result).insert("resourceVersion".into(), json!(old_rv));
     if def.behaviour.special == Special::Pod {
         default_container_statuses(&mut result);
@@ -789,6 +787,42 @@ pub(crate) fn merge_update(
         metadata_mut(&mut result).insert("generation".into(), json!(generation + 1));
     }
     Ok(result)
+}
+
+/// What the apiextensions server does to a custom resource as it decodes it: fields the
+/// version's structural schema does not specify are pruned and its defaults applied.
+fn decode_custom(def: &ResourceDef, obj: &mut Value) {
+    if let (Special::CustomResource(_), Some(schema)) =
+        (&def.behaviour.special, &def.behaviour.schema)
+    {
+        crate::prune::prune(obj, schema);
+        crate::schema::apply_defaults(obj, schema);
+    }
+}
+
+/// Prunes, defaults and validates a custom resource against its version's schema; 422 Invalid
+/// listing every field error, as kube-apiserver answers.
+fn structural(def: &ResourceDef, obj: &mut Value, name: &str) -> Result<(), Fail> {
+    let Some(schema) = &def.behaviour.schema else {
+        return Ok(());
+    };
+    crate::prune::prune(obj, schema);
+    crate::schema::apply_defaults(obj, schema);
+    let errs = crate::schema::validate(obj, schema);
+    if errs.is_empty() {
+        return Ok(());
+    }
+    let texts: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    let why = if texts.len() == 1 {
+        texts[0].clone()
+    } else {
+        format!("[{}]", texts.join(", "))
+    };
+    let mut st = Status::invalid(&def.group, &def.kind, name, &why);
+    for e in &errs {
+        st = st.with_cause(e.reason, &e.field, &e.body);
+    }
+    Err(st.into())
 }
 
 /// Copies the fields the server owns from `old` into `new`.

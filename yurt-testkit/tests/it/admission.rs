@@ -1,7 +1,8 @@
-//! Dynamic admission: mutating and validating webhooks registered by webhook configuration
-//! objects, called over TLS (verified against `caBundle`) with the AdmissionReview fields
-//! kube-apiserver fills; rules, selectors, failure policies, timeouts, dry run, service
-//! references, and the denial and error texts clients see (kube-rs, raw HTTP, kubectl).
+//! Webhooks the apiserver calls: mutating and validating admission webhooks registered by
+//! webhook configuration objects, called over TLS (verified against `caBundle`) with the
+//! AdmissionReview fields kube-apiserver fills; rules, selectors, failure policies, timeouts,
+//! dry run, service references, and the denial and error texts clients see (kube-rs, raw HTTP,
+//! kubectl). Also CRD conversion webhooks (ConversionReview) between a CRD's versions.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -467,10 +468,8 @@ async fn create_case(
 async fn failure_policy_timeouts_call_errors_and_dry_run() {
     let s = server().await;
     let hooks = HookServer::start().await;
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // Nothing listens on port 1 (and no test can bind it), so connecting is refused.
+    let closed = SocketAddr::from(([127, 0, 0, 1], 1));
     let other_ca = TestCa::new().unwrap();
     let mut bad_ca = hooks.url_config("/allow");
     bad_ca["caBundle"] = json!(base64::engine::general_purpose::STANDARD.encode(other_ca.ca_pem()));
@@ -857,10 +856,8 @@ async fn conversion_webhook_converts_between_the_storage_and_requested_versions(
 
     // The webhook gone: reads needing it fail as kube-apiserver words it; the storage
     // version is still served.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // Nothing listens on port 1 (and no test can bind it), so connecting is refused.
+    let closed = SocketAddr::from(([127, 0, 0, 1], 1));
     let (_, mut crd) = call(
         &s,
         "GET",

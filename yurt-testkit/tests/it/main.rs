@@ -17,6 +17,7 @@ mod openapi;
 mod patch;
 mod python;
 mod sandbox;
+mod schema;
 mod subresources;
 mod support;
 mod watch;
