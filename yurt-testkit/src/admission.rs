@@ -126,6 +126,16 @@ fn options_for(ctx: &Ctx<'_>, op: Operation) -> Value {
     opts
 }
 
+/// Whether any webhook configuration exists that could apply to requests of `ctx`'s resource
+/// (a cheap check, so requests skip building reviews when there are none).
+pub(crate) fn active(ctx: &Ctx<'_>) -> bool {
+    ctx.def.group != "admissionregistration.k8s.io"
+        && ctx.shared.store.read(|t| {
+            t.count("admissionregistration.k8s.io/mutatingwebhookconfigurations") > 0
+                || t.count("admissionregistration.k8s.io/validatingwebhookconfigurations") > 0
+        })
+}
+
 /// One webhook of a configuration, as read from the stored configuration object.
 #[derive(Debug, Clone)]
 struct Hook {

@@ -9,7 +9,8 @@
 //! - the address set with [`TestApiServer::route_service`](crate::TestApiServer::route_service);
 //! - else `127.0.0.1:<targetPort>` of the matching port of that Service object (the port number
 //!   itself when `targetPort` is absent or named), as if its endpoints were on this host;
-//! - else the call fails with `service "<name>" not found`.
+//! - else the call fails with `Post "https://<name>.<namespace>.svc:<port><path>?timeout=…":
+//!   service "<name>" not found`.
 //!
 //! TLS is verified as kube-apiserver verifies it: against the certificates in `caBundle` (no
 //! bundle: no trusted roots, so only plain-HTTP URLs work), with the server name
@@ -127,7 +128,7 @@ pub(crate) async fn resolve(
             let key = crate::storage::object_key(namespace, name);
             let service = shared.store.read(|t| t.get("/services", &key));
             let Some(service) = service else {
-                return Err(format!("service {name:?} not found"));
+                return Err(format!("Post {display:?}: service {name:?} not found"));
             };
             let ports = service.value["spec"]["ports"]
                 .as_array()
@@ -215,11 +216,8 @@ async fn post_inner(target: &Target, body: &Value) -> Result<Value, CallError> {
     if code != 200 {
         return Err(CallError::Answer(server_error(code, &bytes)));
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        CallError::Answer(format!(
-            "unable to decode the response into an AdmissionReview: {e}"
-        ))
-    })
+    serde_json::from_slice(&bytes)
+        .map_err(|e| CallError::Answer(format!("couldn't decode the response: {e}")))
 }
 
 async fn send<S>(stream: S, req: http::Request<Full<Bytes>>) -> Result<(u16, Bytes), CallError>

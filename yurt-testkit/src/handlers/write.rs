@@ -117,11 +117,14 @@ pub(crate) async fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Writte
     check_type(&ctx.def, &mut obj)?;
     ensure_namespace(ctx, &mut obj)?;
     decode_custom(&ctx.def, &mut obj);
-    let request = admission::Request::new(ctx, Operation::Create, Some(obj.clone()), None);
-    if let Some(mut mutated) = admission::mutate(ctx, request).await? {
-        check_type(&ctx.def, &mut mutated)?;
-        ensure_namespace(ctx, &mut mutated)?;
-        obj = mutated;
+    let admit = admission::active(ctx);
+    if admit {
+        let request = admission::Request::new(ctx, Operation::Create, Some(obj.clone()), None);
+        if let Some(mut mutated) = admission::mutate(ctx, request).await? {
+            check_type(&ctx.def, &mut mutated)?;
+            ensure_namespace(ctx, &mut mutated)?;
+            obj = mutated;
+        }
     }
     let mut name = meta_str(&obj, "name").to_owned();
     let generate = meta_str(&obj, "generateName").to_owned();
@@ -158,11 +161,10 @@ pub(crate) async fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Writte
         name = meta::generate_name(&generate);
         metadata_mut(&mut obj).insert("name".into(), json!(name));
     }
-    admission::validate(
-        ctx,
-        &admission::Request::new(ctx, Operation::Create, Some(obj.clone()), None),
-    )
-    .await?;
+    if admit {
+        let request = admission::Request::new(ctx, Operation::Create, Some(obj.clone()), None);
+        admission::validate(ctx, &request).await?;
+    }
     let mut obj = crate::conversion::to_storage(ctx.shared, &ctx.def, obj).await?;
     let dry_run = ctx.dry_run();
     let written = ctx.shared.store.write(|t| -> Result<Written, Fail> {
@@ -541,24 +543,29 @@ pub(crate) async fn write_update(
         let old_served = crate::conversion::served(ctx.shared, &ctx.def, &old.value).await?;
         let mut new = make_new(&old_served)?;
         decode_custom(&ctx.def, &mut new);
-        let request = admission::Request::new(
-            ctx,
-            Operation::Update,
-            Some(new.clone()),
-            Some(old_served.clone()),
-        );
-        if let Some(mut mutated) = admission::mutate(ctx, request).await? {
-            check_type(&ctx.def, &mut mutated)?;
-            new = mutated;
+        let admit = admission::active(ctx);
+        if admit {
+            let request = admission::Request::new(
+                ctx,
+                Operation::Update,
+                Some(new.clone()),
+                Some(old_served.clone()),
+            );
+            if let Some(mut mutated) = admission::mutate(ctx, request).await? {
+                check_type(&ctx.def, &mut mutated)?;
+                new = mutated;
+            }
         }
         let merged = merge_update(ctx, &old_served, new, sub)?;
-        let request = admission::Request::new(
-            ctx,
-            Operation::Update,
-            Some(merged.clone()),
-            Some(old_served),
-        );
-        admission::validate(ctx, &request).await?;
+        if admit {
+            let request = admission::Request::new(
+                ctx,
+                Operation::Update,
+                Some(merged.clone()),
+                Some(old_served),
+            );
+            admission::validate(ctx, &request).await?;
+        }
         let merged = crate::conversion::to_storage(ctx.shared, &ctx.def, merged).await?;
         if merged == old.value {
             break Written::Stored(old);

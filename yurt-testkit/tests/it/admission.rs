@@ -700,7 +700,7 @@ async fn service_references_are_routed_and_verified_by_service_name() {
     assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(
         body["message"],
-        r#"Internal error occurred: failed calling webhook "svc.test.io": failed to call webhook: service "hook" not found"#
+        r#"Internal error occurred: failed calling webhook "svc.test.io": failed to call webhook: Post "https://hook.default.svc:443/deny?timeout=1s": service "hook" not found"#
     );
 
     // A Service whose port targets the webhook's port on this host.
@@ -921,4 +921,112 @@ async fn conversion_strategy_none_rewrites_the_api_version_only() {
     )
     .await;
     assert_eq!(got["apiVersion"], "example.com/v2");
+}
+
+#[tokio::test]
+async fn mutating_webhooks_run_in_order_and_if_needed_ones_are_reinvoked() {
+    let s = server().await;
+    let hooks = HookServer::start().await;
+    let ops = configmap_rules(&["CREATE"]);
+    let mut reinvoke = hook(
+        "reinvoke.test.io",
+        hooks.url_config("/allow/reinvoke"),
+        ops.clone(),
+    );
+    reinvoke["reinvocationPolicy"] = json!("IfNeeded");
+    let once = hook("once.test.io", hooks.url_config("/allow/once"), ops.clone());
+    // Configurations run in name order: "a-first" before "b-second".
+    register(
+        &s,
+        "MutatingWebhookConfiguration",
+        "b-second",
+        vec![hook("mutate.test.io", hooks.url_config("/mutate"), ops)],
+    )
+    .await;
+    register(
+        &s,
+        "MutatingWebhookConfiguration",
+        "a-first",
+        vec![reinvoke, once],
+    )
+    .await;
+    let (code, _) = call(&s, "POST", CMS, Some(labelled_configmap("r", json!({})))).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let seen = hooks.seen("/allow/reinvoke");
+    assert_eq!(
+        seen.len(),
+        2,
+        "called again after a later webhook changed the object"
+    );
+    assert!(seen[0]["request"]["object"]["metadata"]["labels"]["mutated"].is_null());
+    assert_eq!(
+        seen[1]["request"]["object"]["metadata"]["labels"]["mutated"],
+        "true"
+    );
+    assert_eq!(hooks.seen("/allow/once").len(), 1);
+}
+
+#[tokio::test]
+async fn equivalent_match_policy_sends_the_version_the_rule_names() {
+    let s = server().await;
+    let hooks = HookServer::start().await;
+    let conversion = json!({"strategy": "Webhook", "webhook": {
+        "clientConfig": hooks.url_config("/convert"), "conversionReviewVersions": ["v1"]}});
+    s.create_object(gadget_crd("gadgets", "Gadget", conversion))
+        .await
+        .unwrap();
+    let v2_rule = json!([{"operations": ["CREATE"], "apiGroups": ["example.com"],
+        "apiVersions": ["v2"], "resources": ["gadgets"]}]);
+    let equivalent = hook(
+        "equivalent.test.io",
+        hooks.url_config("/allow/equivalent"),
+        v2_rule.clone(),
+    );
+    let mut exact = hook("exact.test.io", hooks.url_config("/allow/exact"), v2_rule);
+    exact["matchPolicy"] = json!("Exact");
+    register(
+        &s,
+        "ValidatingWebhookConfiguration",
+        "versions",
+        vec![equivalent, exact],
+    )
+    .await;
+
+    let v1 = "/apis/example.com/v1/namespaces/default/gadgets";
+    let (code, body) = call(
+        &s,
+        "POST",
+        v1,
+        Some(gadget("v1", "Gadget", "g", json!({"size": "4"}))),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    assert!(hooks.seen("/allow/exact").is_empty(), "Exact: v1 is not v2");
+    let seen = hooks.seen("/allow/equivalent");
+    assert_eq!(seen.len(), 1);
+    let r = &seen[0]["request"];
+    assert_eq!(
+        r["kind"],
+        json!({"group": "example.com", "version": "v2", "kind": "Gadget"})
+    );
+    assert_eq!(
+        r["resource"],
+        json!({"group": "example.com", "version": "v2", "resource": "gadgets"})
+    );
+    assert_eq!(r["requestKind"]["version"], "v1");
+    assert_eq!(r["requestResource"]["version"], "v1");
+    assert_eq!(r["object"]["apiVersion"], "example.com/v2");
+    assert_eq!(r["object"]["spec"], json!({"sizeInt": 4}));
+
+    let v2 = "/apis/example.com/v2/namespaces/default/gadgets";
+    let (code, _) = call(
+        &s,
+        "POST",
+        v2,
+        Some(gadget("v2", "Gadget", "h", json!({"sizeInt": 1}))),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(hooks.seen("/allow/exact").len(), 1);
+    assert_eq!(hooks.seen("/allow/equivalent").len(), 2);
 }
