@@ -431,7 +431,7 @@ async fn call(
         let target = crate::webhook::resolve(ctx.shared, &hook.client_config, hook.timeout)
             .await
             .map_err(|e| format!("failed to call webhook: {e}"))?;
-        let answer = crate::webhook::post(&target, &body, hook.timeout)
+        let answer = crate::webhook::post(&ctx.shared.webhook_conns, &target, &body, hook.timeout)
             .await
             .map_err(|e| format!("failed to call webhook: {e}"))?;
         check_answer(&answer, &uid).map_err(|e| format!("received invalid webhook response: {e}"))

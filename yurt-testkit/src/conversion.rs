@@ -181,7 +181,7 @@ async fn convert(
     let target = crate::webhook::resolve(shared, &client_config, CONVERSION_TIMEOUT)
         .await
         .map_err(failed)?;
-    let answer = crate::webhook::post(&target, &review, CONVERSION_TIMEOUT)
+    let answer = crate::webhook::post(&shared.webhook_conns, &target, &review, CONVERSION_TIMEOUT)
         .await
         .map_err(failed)?;
     let (av, kind) = (

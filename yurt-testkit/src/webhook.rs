@@ -12,13 +12,18 @@
 //! - else the call fails with `Post "https://<name>.<namespace>.svc:<port><path>?timeout=…":
 //!   service "<name>" not found`.
 //!
+//! Connections are kept open and reused for later calls to the same address, server name and
+//! trust (at most a few idle ones each), as kube-apiserver's HTTP client reuses them; a kept
+//! connection that turns out closed is replaced by a new one for that call.
+//!
 //! TLS is verified as kube-apiserver verifies it: against the certificates in `caBundle` (no
 //! bundle: no trusted roots, so only plain-HTTP URLs work), with the server name
 //! `<name>.<namespace>.svc` for services and the URL's host for URLs. Plain `http://` URLs are
 //! called too (kube-apiserver refuses them when the configuration is created).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +32,67 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::server::Shared;
+
+/// How many idle connections are kept per webhook endpoint.
+const IDLE_PER_ENDPOINT: usize = 8;
+
+/// Which calls may share a connection: same address, TLS server name and trusted roots.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Endpoint {
+    addr: SocketAddr,
+    server_name: Option<String>,
+    ca_bundle: Vec<u8>,
+}
+
+/// One open HTTP/1.1 connection to a webhook; its task ends when this is dropped.
+struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    _task: AbortOnDrop,
+}
+
+/// Idle webhook connections, owned by the server (dropping it closes them).
+#[derive(Default)]
+pub(crate) struct Pool {
+    idle: Mutex<HashMap<Endpoint, Vec<Conn>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self
+            .idle
+            .lock()
+            .map(|m| m.values().map(Vec::len).sum::<usize>());
+        f.debug_struct("Pool")
+            .field("idle", &idle.unwrap_or(0))
+            .finish()
+    }
+}
+
+impl Pool {
+    /// An idle connection to `endpoint` that can take a request now.
+    fn take(&self, endpoint: &Endpoint) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let conns = idle.get_mut(endpoint)?;
+        while let Some(c) = conns.pop() {
+            if !c.sender.is_closed() && c.sender.is_ready() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection for later calls (unless enough are kept already).
+    fn put(&self, endpoint: Endpoint, conn: Conn) {
+        if conn.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let conns = idle.entry(endpoint).or_default();
+        if conns.len() < IDLE_PER_ENDPOINT {
+            conns.push(conn);
+        }
+    }
+}
 
 /// Where and how to call one webhook.
 #[derive(Debug, Clone)]
@@ -156,7 +222,7 @@ pub(crate) async fn resolve(
     })
 }
 
-/// Aborts the connection task when the call ends (the call owns it).
+/// Aborts a connection's task when its owner drops it.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -168,12 +234,13 @@ impl Drop for AbortOnDrop {
 /// POSTs `body` to `target` and answers the JSON it returns; the whole call (connect, TLS, the
 /// request and the answer) is bounded by `timeout`. Errors are the reason text of a failed call.
 pub(crate) async fn post(
+    pool: &Pool,
     target: &Target,
     body: &Value,
     timeout: Duration,
 ) -> Result<Value, String> {
     let display = &target.display;
-    match tokio::time::timeout(timeout, post_inner(target, body)).await {
+    match tokio::time::timeout(timeout, post_inner(pool, target, body)).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(CallError::Transport(e))) => Err(format!("Post {display:?}: {e}")),
         Ok(Err(CallError::Answer(e))) => Err(e),
@@ -188,18 +255,52 @@ enum CallError {
     Answer(String),
 }
 
-async fn post_inner(target: &Target, body: &Value) -> Result<Value, CallError> {
+async fn post_inner(pool: &Pool, target: &Target, body: &Value) -> Result<Value, CallError> {
+    let endpoint = Endpoint {
+        addr: target.addr,
+        server_name: target.server_name.clone(),
+        ca_bundle: target.ca_bundle.clone(),
+    };
+    let payload = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    let request = || {
+        http::Request::post(target.path.as_str())
+            .header(http::header::HOST, target.host.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json, */*")
+            .body(Full::new(payload.clone()))
+            .map_err(|e| CallError::Transport(e.to_string()))
+    };
+    // A kept connection first; if it fails before answering (the webhook closed it meanwhile),
+    // the call goes on a new one.
+    let answer = match pool.take(&endpoint) {
+        Some(mut conn) => match exchange(&mut conn, request()?).await {
+            Ok(answer) => Some((conn, answer)),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let (conn, (code, bytes)) = match answer {
+        Some(done) => done,
+        None => {
+            let mut conn = connect(target).await?;
+            let answer = exchange(&mut conn, request()?).await?;
+            (conn, answer)
+        }
+    };
+    pool.put(endpoint, conn);
+    if code != 200 {
+        return Err(CallError::Answer(server_error(code, &bytes)));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| CallError::Answer(format!("couldn't decode the response: {e}")))
+}
+
+/// Opens a connection to `target` (TLS when it has a server name).
+async fn connect(target: &Target) -> Result<Conn, CallError> {
     let tcp = tokio::net::TcpStream::connect(target.addr)
         .await
         .map_err(|e| CallError::Transport(dial_error(target.addr, &e)))?;
-    let payload = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
-    let req = http::Request::post(target.path.as_str())
-        .header(http::header::HOST, target.host.as_str())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "application/json, */*")
-        .body(Full::new(payload))
-        .map_err(|e| CallError::Transport(e.to_string()))?;
-    let resp = match &target.server_name {
+    match &target.server_name {
         Some(server_name) => {
             let config = tls_config(&target.ca_bundle).map_err(CallError::Transport)?;
             let name = rustls::pki_types::ServerName::try_from(server_name.clone())
@@ -208,29 +309,39 @@ async fn post_inner(target: &Target, body: &Value) -> Result<Value, CallError> {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| CallError::Transport(tls_error(&e)))?;
-            send(stream, req).await?
+            handshake(stream).await
         }
-        None => send(tcp, req).await?,
-    };
-    let (code, bytes) = resp;
-    if code != 200 {
-        return Err(CallError::Answer(server_error(code, &bytes)));
+        None => handshake(tcp).await,
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| CallError::Answer(format!("couldn't decode the response: {e}")))
 }
 
-async fn send<S>(stream: S, req: http::Request<Full<Bytes>>) -> Result<(u16, Bytes), CallError>
+async fn handshake<S>(stream: S) -> Result<Conn, CallError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| CallError::Transport(e.to_string()))?;
-    let _conn = AbortOnDrop(tokio::spawn(async move {
+    let task = AbortOnDrop(tokio::spawn(async move {
         let _ = conn.await;
     }));
-    let resp = sender
+    Ok(Conn {
+        sender,
+        _task: task,
+    })
+}
+
+/// Sends one request on `conn` and reads the whole answer.
+async fn exchange(
+    conn: &mut Conn,
+    req: http::Request<Full<Bytes>>,
+) -> Result<(u16, Bytes), CallError> {
+    conn.sender
+        .ready()
+        .await
+        .map_err(|e| CallError::Transport(e.to_string()))?;
+    let resp = conn
+        .sender
         .send_request(req)
         .await
         .map_err(|e| CallError::Transport(e.to_string()))?;

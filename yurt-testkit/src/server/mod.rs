@@ -81,6 +81,8 @@ pub(crate) struct Shared {
     /// Where webhook service references go, by (namespace, name, port); see
     /// [`TestApiServer::route_service`].
     pub service_routes: std::sync::Mutex<HashMap<(String, String, u16), SocketAddr>>,
+    /// Kept connections to admission and conversion webhooks.
+    pub webhook_conns: crate::webhook::Pool,
 }
 
 impl Shared {
@@ -266,6 +268,7 @@ impl TestApiServerBuilder {
             next_cluster_ip: AtomicU32::new(2),
             pod_logs: std::sync::Mutex::new(HashMap::new()),
             service_routes: std::sync::Mutex::new(HashMap::new()),
+            webhook_conns: crate::webhook::Pool::default(),
         });
         crate::handlers::bootstrap(&shared);
         let controllers = crate::controllers::spawn(&shared);

@@ -5,6 +5,7 @@
 //! kubectl). Also CRD conversion webhooks (ConversionReview) between a CRD's versions.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -27,7 +28,7 @@ const SANS: [&str; 3] = ["127.0.0.1", "hook.default.svc", "other.default.svc"];
 /// A webhook server for tests: HTTPS with a certificate from its own CA, answering
 /// AdmissionReviews and ConversionReviews by path, and recording every review it receives.
 ///
-/// - `/allow…`: allowed;
+/// - `/allow…`: allowed (`/allow/close…`: and the connection is closed after the answer);
 /// - `/mutate…`: allowed, with a JSONPatch adding the label `mutated: "true"`;
 /// - `/deny…`: denied with code 403 and the message `no thanks`;
 /// - `/hang…`: never answers (until the test ends);
@@ -39,6 +40,8 @@ pub(crate) struct HookServer {
     /// The CA's certificate, base64 PEM, as `caBundle` holds it.
     pub(crate) ca_bundle: String,
     seen: Arc<Mutex<Vec<(String, Value)>>>,
+    /// Connections accepted so far.
+    accepted: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -59,6 +62,8 @@ impl HookServer {
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
         let recorder = seen.clone();
+        let accepted: Arc<AtomicUsize> = Arc::default();
+        let counter = accepted.clone();
         let task = tokio::spawn(async move {
             // Connections are owned by this set and end with the accept loop.
             let mut conns = tokio::task::JoinSet::new();
@@ -66,6 +71,7 @@ impl HookServer {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
+                counter.fetch_add(1, Ordering::SeqCst);
                 let acceptor = acceptor.clone();
                 let recorder = recorder.clone();
                 conns.spawn(async move {
@@ -87,6 +93,7 @@ impl HookServer {
             addr,
             ca_bundle: base64::engine::general_purpose::STANDARD.encode(ca.ca_pem()),
             seen,
+            accepted,
             task,
         }
     }
@@ -107,6 +114,11 @@ impl HookServer {
             .collect()
     }
 
+    /// How many connections the server accepted.
+    pub(crate) fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn forget(&self) {
         self.seen.lock().unwrap().clear();
     }
@@ -123,9 +135,11 @@ async fn answer(
     let mut recorded = review.clone();
     recorded["query"] = json!(query);
     seen.lock().unwrap().push((path.clone(), recorded));
+    let close = path.starts_with("/allow/close");
     let json_reply = |v: Value| {
         http::Response::builder()
             .header("content-type", "application/json")
+            .header("connection", if close { "close" } else { "keep-alive" })
             .body(Full::new(Bytes::from(v.to_string())))
             .unwrap()
     };
@@ -1029,4 +1043,43 @@ async fn equivalent_match_policy_sends_the_version_the_rule_names() {
     assert_eq!(code, StatusCode::CREATED);
     assert_eq!(hooks.seen("/allow/exact").len(), 1);
     assert_eq!(hooks.seen("/allow/equivalent").len(), 2);
+}
+
+#[tokio::test]
+async fn webhook_connections_are_kept_and_replaced_when_closed() {
+    let s = server().await;
+    let hooks = HookServer::start().await;
+    let mut kept = hook(
+        "kept.test.io",
+        hooks.url_config("/allow/kept"),
+        configmap_rules(&["CREATE"]),
+    );
+    kept["objectSelector"] = json!({"matchLabels": {"case": "kept"}});
+    let mut closing = hook(
+        "close.test.io",
+        hooks.url_config("/allow/close"),
+        configmap_rules(&["CREATE"]),
+    );
+    closing["objectSelector"] = json!({"matchLabels": {"case": "close"}});
+    register(
+        &s,
+        "ValidatingWebhookConfiguration",
+        "conns",
+        vec![kept, closing],
+    )
+    .await;
+    for i in 0..5 {
+        let (code, _) = create_case(&s, &format!("k{i}"), "kept", "").await;
+        assert_eq!(code, StatusCode::CREATED);
+    }
+    assert_eq!(hooks.seen("/allow/kept").len(), 5);
+    assert_eq!(hooks.connections(), 1, "one connection for five calls");
+    // A webhook that closes its connections: every call still succeeds, on a new one.
+    for i in 0..3 {
+        let (code, body) = create_case(&s, &format!("c{i}"), "close", "").await;
+        assert_eq!(code, StatusCode::CREATED, "{body}");
+    }
+    assert_eq!(hooks.seen("/allow/close").len(), 3);
+    // The first went on the kept connection (same server), which then closed.
+    assert_eq!(hooks.connections(), 3);
 }
