@@ -2,7 +2,8 @@
 //! `admissionregistration.k8s.io/v1` MutatingWebhookConfiguration and
 //! ValidatingWebhookConfiguration objects, called as kube-apiserver calls them.
 //!
-//! On create, update (PUT and PATCH, also of subresources) and delete, the write path first runs
+//! On create, update (PUT and PATCH, also of subresources such as `status`) and delete (not on
+//! the create-only subresources: binding, eviction, token, reviews), the write path first runs
 //! every matching mutating webhook, in configuration-name order and then in list order, each
 //! seeing the previous one's result (webhooks with `reinvocationPolicy: IfNeeded` are called once
 //! more if a later webhook changed the object); then, after the server's own defaulting and

@@ -107,7 +107,8 @@
 //!   CRDs and custom resources only.
 //! - Admission is NamespaceLifecycle plus webhooks (see above): no other built-in admission
 //!   plugin, no ValidatingAdmissionPolicy, and no `CONNECT` operations (there are no protocol
-//!   upgrades); a webhook on `scale` sees the parent object, not a `Scale`. Webhook
+//!   upgrades) or create-only subresources (binding, eviction, token, reviews); a webhook on
+//!   `scale` sees the parent object, not a `Scale`. Webhook
 //!   configurations are not validated when written: an `http://` URL is accepted (and called),
 //!   and without `caBundle` no root is trusted (kube-apiserver would use the system roots).
 //! - No authorization (every authenticated user may do everything; access reviews always
