@@ -7,6 +7,13 @@
 //! `deletionTimestamp`. An update or patch that changes nothing writes nothing (same
 //! resourceVersion, no watch event), as etcd3's guaranteed update skips identical bytes. Removing
 //! the last finalizer of an object being deleted deletes it.
+//!
+//! Order of a write, as in kube-apiserver: decode (custom resources: prune and default), mutating
+//! admission webhooks, the kind's strategy (custom resources: prune, default and validate against
+//! the version's schema again), validating admission webhooks, conversion to the storage
+//! version, then the store. All but the last step work in the request's version and outside the
+//! store's lock; an update commits only if the object is still the one it started from, else it
+//! starts over.
 
 use http::StatusCode;
 use serde_json::{Map, Value, json};
