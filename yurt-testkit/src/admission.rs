@@ -137,6 +137,194 @@ pub(crate) fn active(ctx: &Ctx<'_>) -> bool {
         })
 }
 
+/// kube-apiserver's validation of a Mutating/ValidatingWebhookConfiguration (for any other
+/// resource: nothing): webhook names (qualified, unique), `clientConfig` (exactly one of an
+/// `https` URL or a service), `sideEffects`, `admissionReviewVersions`, `failurePolicy`,
+/// `matchPolicy`, `reinvocationPolicy`, `timeoutSeconds` and rule operations and scopes.
+pub(crate) fn check_configuration(def: &ResourceDef, obj: &Value) -> Result<(), Fail> {
+    if def.group != "admissionregistration.k8s.io"
+        || !matches!(
+            def.plural.as_str(),
+            "mutatingwebhookconfigurations" | "validatingwebhookconfigurations"
+        )
+    {
+        return Ok(());
+    }
+    let mutating = def.plural == "mutatingwebhookconfigurations";
+    let mut errs: Vec<(String, &'static str, String)> = Vec::new();
+    let unsupported = |v: &Value, options: &[&str]| {
+        let listed: Vec<String> = options.iter().map(|o| format!("{o:?}")).collect();
+        format!(
+            "Unsupported value: {}: supported values: {}",
+            v,
+            listed.join(", ")
+        )
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for (i, w) in obj["webhooks"].as_array().into_iter().flatten().enumerate() {
+        let at = |field: &str| format!("webhooks[{i}].{field}");
+        match w["name"].as_str().unwrap_or("") {
+            "" => errs.push((at("name"), "FieldValueRequired", "Required value".into())),
+            name if name.split('.').filter(|s| !s.is_empty()).count() < 3 => errs.push((
+                at("name"),
+                "FieldValueInvalid",
+                format!("Invalid value: {name:?}: should be a domain with at least three segments separated by dots"),
+            )),
+            name if names.contains(&name) => errs.push((
+                at("name"),
+                "FieldValueDuplicate",
+                format!("Duplicate value: {name:?}"),
+            )),
+            name => names.push(name),
+        }
+        let cc = &w["clientConfig"];
+        match (
+            cc.get("url").filter(|u| !u.is_null()),
+            cc.get("service").filter(|s| !s.is_null()),
+        ) {
+            (Some(url), None) => {
+                let text = url.as_str().unwrap_or("");
+                if !text.starts_with("https://") {
+                    errs.push((
+                        at("clientConfig.url"),
+                        "FieldValueInvalid",
+                        format!("Invalid value: {text:?}: 'https' is the only allowed URL scheme"),
+                    ));
+                }
+            }
+            (None, Some(svc)) => {
+                for field in ["namespace", "name"] {
+                    if svc[field].as_str().unwrap_or("").is_empty() {
+                        errs.push((
+                            at(&format!("clientConfig.service.{field}")),
+                            "FieldValueRequired",
+                            format!("Required value: service {field} is required"),
+                        ));
+                    }
+                }
+                if let Some(path) = svc["path"].as_str()
+                    && !path.starts_with('/')
+                {
+                    errs.push((
+                        at("clientConfig.service.path"),
+                        "FieldValueInvalid",
+                        format!("Invalid value: {path:?}: must start with a '/'"),
+                    ));
+                }
+                if let Some(port) = svc["port"].as_i64()
+                    && !(1..=65535).contains(&port)
+                {
+                    errs.push((
+                        at("clientConfig.service.port"),
+                        "FieldValueInvalid",
+                        format!("Invalid value: {port}: port is not valid: must be between 1 and 65535, inclusive"),
+                    ));
+                }
+            }
+            _ => errs.push((
+                at("clientConfig"),
+                "FieldValueRequired",
+                "Required value: exactly one of url or service is required".into(),
+            )),
+        }
+        match &w["sideEffects"] {
+            Value::Null => errs.push((
+                at("sideEffects"),
+                "FieldValueRequired",
+                "Required value: must specify one of None, NoneOnDryRun".into(),
+            )),
+            v if !matches!(v.as_str(), Some("None" | "NoneOnDryRun")) => errs.push((
+                at("sideEffects"),
+                "FieldValueNotSupported",
+                unsupported(v, &["None", "NoneOnDryRun"]),
+            )),
+            _ => {}
+        }
+        let versions: Vec<&str> = w["admissionReviewVersions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if !versions.iter().any(|v| matches!(*v, "v1" | "v1beta1")) {
+            errs.push((
+                at("admissionReviewVersions"),
+                "FieldValueRequired",
+                "Required value: must specify one of v1, v1beta1".into(),
+            ));
+        }
+        for (field, options) in [
+            ("failurePolicy", &["Fail", "Ignore"][..]),
+            ("matchPolicy", &["Exact", "Equivalent"][..]),
+        ] {
+            let v = &w[field];
+            if !v.is_null() && !v.as_str().is_some_and(|s| options.contains(&s)) {
+                errs.push((at(field), "FieldValueNotSupported", unsupported(v, options)));
+            }
+        }
+        if mutating {
+            let v = &w["reinvocationPolicy"];
+            if !v.is_null() && !matches!(v.as_str(), Some("Never" | "IfNeeded")) {
+                errs.push((
+                    at("reinvocationPolicy"),
+                    "FieldValueNotSupported",
+                    unsupported(v, &["Never", "IfNeeded"]),
+                ));
+            }
+        }
+        if let Some(t) = w["timeoutSeconds"].as_i64()
+            && !(1..=30).contains(&t)
+        {
+            errs.push((
+                at("timeoutSeconds"),
+                "FieldValueInvalid",
+                format!("Invalid value: {t}: the timeout value must be between 1 and 30 seconds"),
+            ));
+        }
+        for (j, rule) in w["rules"].as_array().into_iter().flatten().enumerate() {
+            for (k, op) in rule["operations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                if !matches!(
+                    op.as_str(),
+                    Some("*" | "CREATE" | "UPDATE" | "DELETE" | "CONNECT")
+                ) {
+                    errs.push((
+                        at(&format!("rules[{j}].operations[{k}]")),
+                        "FieldValueNotSupported",
+                        unsupported(op, &["*", "CONNECT", "CREATE", "DELETE", "UPDATE"]),
+                    ));
+                }
+            }
+            let scope = &rule["scope"];
+            if !scope.is_null() && !matches!(scope.as_str(), Some("*" | "Cluster" | "Namespaced")) {
+                errs.push((
+                    at(&format!("rules[{j}].scope")),
+                    "FieldValueNotSupported",
+                    unsupported(scope, &["*", "Cluster", "Namespaced"]),
+                ));
+            }
+        }
+    }
+    if errs.is_empty() {
+        return Ok(());
+    }
+    let texts: Vec<String> = errs.iter().map(|(f, _, b)| format!("{f}: {b}")).collect();
+    let why = if texts.len() == 1 {
+        texts[0].clone()
+    } else {
+        format!("[{}]", texts.join(", "))
+    };
+    let mut st = Status::invalid(&def.group, &def.kind, meta_str(obj, "name"), &why);
+    for (field, reason, body) in &errs {
+        st = st.with_cause(reason, field, body);
+    }
+    Err(st.into())
+}
+
 /// One webhook of a configuration, as read from the stored configuration object.
 #[derive(Debug, Clone)]
 struct Hook {

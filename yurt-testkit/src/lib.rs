@@ -43,9 +43,11 @@
 //!   are honoured on create, update, patch and delete (also of subresources): rules, namespace
 //!   and object selectors, `matchPolicy`, `failurePolicy`, `timeoutSeconds`, `sideEffects` on
 //!   dry run, JSONPatch mutations, `IfNeeded` reinvocation and warnings, with kube-apiserver's
-//!   AdmissionReview v1 requests and its denial and error texts. Webhooks are called over TLS
+//!   AdmissionReview v1 requests and its denial and error texts; the configurations are
+//!   validated when written (422 as kube-apiserver answers). Webhooks are called over TLS
 //!   verified against `caBundle`; a `clientConfig.service` goes to the address set with
-//!   [`TestApiServer::route_service`], else to `127.0.0.1:<targetPort>` of that Service.
+//!   [`TestApiServer::route_service`], else to `127.0.0.1:<targetPort>` of that Service (a
+//!   numeric one; a named `targetPort` needs a route).
 //! - **CRD versions**: custom resources are stored at the CRD's storage version and served at
 //!   every served version, converted by `apiVersion` rewrite (strategy `None`) or by the CRD's
 //!   conversion webhook (ConversionReview v1) on reads, lists, watches and writes.
@@ -108,9 +110,9 @@
 //! - Admission is NamespaceLifecycle plus webhooks (see above): no other built-in admission
 //!   plugin, no ValidatingAdmissionPolicy, and no `CONNECT` operations (there are no protocol
 //!   upgrades) or create-only subresources (binding, eviction, token, reviews); a webhook on
-//!   `scale` sees the parent object, not a `Scale`. Webhook
-//!   configurations are not validated when written: an `http://` URL is accepted (and called),
-//!   and without `caBundle` no root is trusted (kube-apiserver would use the system roots).
+//!   `scale` sees the parent object, not a `Scale`. Webhook configurations are validated as
+//!   kube-apiserver validates them, except label selectors and rule groups/resources; without
+//!   `caBundle` no root is trusted (kube-apiserver would use the system roots).
 //! - No authorization (every authenticated user may do everything; access reviews always
 //!   answer "allowed"); no impersonation, audit, priority and fairness, or object size limit
 //!   (request bodies are capped at 3 MiB).

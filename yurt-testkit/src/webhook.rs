@@ -8,7 +8,9 @@
 //! so a service reference `namespace/name:port` resolves, in order, to
 //! - the address set with [`TestApiServer::route_service`](crate::TestApiServer::route_service);
 //! - else `127.0.0.1:<targetPort>` of the matching port of that Service object (the port number
-//!   itself when `targetPort` is absent or named), as if its endpoints were on this host;
+//!   itself when `targetPort` is absent), as if its endpoints were on this host; a named
+//!   `targetPort` cannot be resolved without pods, so the call fails with `no endpoints
+//!   available for service "<name>"` (set a route instead);
 //! - else the call fails with `Post "https://<name>.<namespace>.svc:<port><path>?timeout=…":
 //!   service "<name>" not found`.
 //!
@@ -18,8 +20,9 @@
 //!
 //! TLS is verified as kube-apiserver verifies it: against the certificates in `caBundle` (no
 //! bundle: no trusted roots, so only plain-HTTP URLs work), with the server name
-//! `<name>.<namespace>.svc` for services and the URL's host for URLs. Plain `http://` URLs are
-//! called too (kube-apiserver refuses them when the configuration is created).
+//! `<name>.<namespace>.svc` for services and the URL's host for URLs. (Plain `http://` URLs,
+//! which configuration validation refuses, are called without TLS; CRD conversion stanzas are
+//! not validated.)
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -208,7 +211,19 @@ pub(crate) async fn resolve(
                     "Post {display:?}: service {name:?} has no port {port}"
                 ));
             };
-            let target = entry["targetPort"].as_u64().unwrap_or(port.into()) as u16;
+            // A named target port names a container port of the Service's pods, which this
+            // server does not run: like a Service without ready endpoints.
+            let target = match &entry["targetPort"] {
+                Value::Null => port,
+                v => match v.as_u64().and_then(|p| u16::try_from(p).ok()) {
+                    Some(p) => p,
+                    None => {
+                        return Err(format!(
+                            "Post {display:?}: no endpoints available for service {name:?}"
+                        ));
+                    }
+                },
+            };
             SocketAddr::from(([127, 0, 0, 1], target))
         }
     };

@@ -156,6 +156,7 @@ pub(crate) async fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Writte
         .into());
     }
     prepare_create(ctx, &mut obj)?;
+    admission::check_configuration(&ctx.def, &obj)?;
     if !meta_str(&obj, "resourceVersion").is_empty() {
         return Err(
             Status::internal("resourceVersion should not be set on objects to be created").into(),
@@ -789,6 +790,7 @@ pub(crate) fn merge_update(
     if let Special::CustomResource(_) = def.behaviour.special {
         structural(def, &mut result, &name)?;
     }
+    admission::check_configuration(def, &result)?;
     metadata_mut(&mut result).insert("resourceVersion".into(), json!(old_rv));
     if def.behaviour.special == Special::Pod {
         default_container_statuses(&mut result);

@@ -563,7 +563,7 @@ impl TestApiServer {
     /// of an admission webhook or a CRD conversion webhook) to `addr`, typically a loopback
     /// address where the test runs the webhook server. The server cannot reach cluster
     /// Services; without a route a service reference goes to `127.0.0.1:<targetPort>` of the
-    /// Service object's matching port (see the crate docs). TLS is still verified against the
+    /// Service object's matching port when that is a number (see the crate docs). TLS is still verified against the
     /// configuration's `caBundle` with the server name `<name>.<namespace>.svc`.
     pub fn route_service(&self, namespace: &str, name: &str, port: u16, addr: SocketAddr) {
         self.shared

@@ -487,8 +487,7 @@ async fn failure_policy_timeouts_call_errors_and_dry_run() {
     let other_ca = TestCa::new().unwrap();
     let mut bad_ca = hooks.url_config("/allow");
     bad_ca["caBundle"] = json!(base64::engine::general_purpose::STANDARD.encode(other_ca.ca_pem()));
-    let mut dry = case_hook("dry.test.io", "dry", hooks.url_config("/allow"), true);
-    dry["sideEffects"] = json!("Some");
+    let dry = case_hook("dry.test.io", "dry", hooks.url_config("/allow"), true);
     register(
         &s,
         "ValidatingWebhookConfiguration",
@@ -563,15 +562,17 @@ async fn failure_policy_timeouts_call_errors_and_dry_run() {
         "an untrusted webhook gets no review"
     );
 
+    // A dry run reaches webhooks without side effects, says so, and stores nothing.
     let (code, body) = create_case(&s, "dr", "dry", "?dryRun=All").await;
-    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let seen = hooks.seen("/allow");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0]["request"]["dryRun"], true);
+    assert_eq!(seen[0]["request"]["options"]["dryRun"], json!(["All"]));
     assert_eq!(
-        body["message"],
-        r#"admission webhook "dry.test.io" does not support dry run"#
+        call(&s, "GET", &format!("{CMS}/dr"), None).await.0,
+        StatusCode::NOT_FOUND
     );
-    let (code, _) = create_case(&s, "dr", "dry", "").await;
-    assert_eq!(code, StatusCode::CREATED);
-    assert_eq!(hooks.seen("/allow").len(), 1);
 }
 
 #[tokio::test]
@@ -738,7 +739,28 @@ async fn service_references_are_routed_and_verified_by_service_name() {
         r#"admission webhook "svc.test.io" denied the request: no thanks"#
     );
 
-    // An explicit route, without any Service object.
+    // A named target port would need the Service's pods: like a Service without endpoints.
+    let named = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "other", "namespace": "default"},
+        "spec": {"ports": [{"port": 8443, "targetPort": "webhook"}]}});
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some(named)
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    let (code, body) = create_case(&s, "b", "routed", "").await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        body["message"],
+        r#"Internal error occurred: failed calling webhook "routed.test.io": failed to call webhook: Post "https://other.default.svc:8443/deny?timeout=1s": no endpoints available for service "other""#
+    );
+
+    // An explicit route wins over the Service object.
     s.route_service("default", "other", 8443, hooks.addr);
     let (code, body) = create_case(&s, "b", "routed", "").await;
     assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
@@ -1082,4 +1104,62 @@ async fn webhook_connections_are_kept_and_replaced_when_closed() {
     assert_eq!(hooks.seen("/allow/close").len(), 3);
     // The first went on the kept connection (same server), which then closed.
     assert_eq!(hooks.connections(), 3);
+}
+
+#[tokio::test]
+async fn webhook_configurations_are_validated_as_the_apiserver_validates_them() {
+    let s = server().await;
+    let bad = json!({"apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "bad"},
+        "webhooks": [{"name": "short", "clientConfig": {"url": "http://127.0.0.1:1/x"},
+            "sideEffects": "Some", "timeoutSeconds": 31,
+            "rules": [{"operations": ["PATCH"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]}]});
+    let err = s.create_object(bad).await.unwrap_err();
+    assert_eq!(err["code"], 422);
+    assert_eq!(
+        err["message"],
+        concat!(
+            r#"ValidatingWebhookConfiguration.admissionregistration.k8s.io "bad" is invalid: ["#,
+            r#"webhooks[0].name: Invalid value: "short": should be a domain with at least three segments separated by dots, "#,
+            r#"webhooks[0].clientConfig.url: Invalid value: "http://127.0.0.1:1/x": 'https' is the only allowed URL scheme, "#,
+            r#"webhooks[0].sideEffects: Unsupported value: "Some": supported values: "None", "NoneOnDryRun", "#,
+            r#"webhooks[0].admissionReviewVersions: Required value: must specify one of v1, v1beta1, "#,
+            r#"webhooks[0].timeoutSeconds: Invalid value: 31: the timeout value must be between 1 and 30 seconds, "#,
+            r#"webhooks[0].rules[0].operations[0]: Unsupported value: "PATCH": supported values: "*", "CONNECT", "CREATE", "DELETE", "UPDATE"]"#
+        )
+    );
+    assert_eq!(err["details"]["causes"].as_array().unwrap().len(), 6);
+
+    // Updates are validated too.
+    let hooks = HookServer::start().await;
+    register(
+        &s,
+        "MutatingWebhookConfiguration",
+        "good",
+        vec![hook(
+            "good.test.io",
+            hooks.url_config("/allow"),
+            configmap_rules(&["CREATE"]),
+        )],
+    )
+    .await;
+    let (code, body) = crate::support::patch(
+        &s,
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/good",
+        "application/json-patch+json",
+        r#"[{"op": "add", "path": "/webhooks/-", "value": {"name": "good.test.io",
+            "clientConfig": {"service": {"namespace": "default", "name": "hook", "path": "x"}},
+            "sideEffects": "None", "admissionReviewVersions": ["v1"], "reinvocationPolicy": "Always"}}]"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["message"],
+        concat!(
+            r#"MutatingWebhookConfiguration.admissionregistration.k8s.io "good" is invalid: ["#,
+            r#"webhooks[1].name: Duplicate value: "good.test.io", "#,
+            r#"webhooks[1].clientConfig.service.path: Invalid value: "x": must start with a '/', "#,
+            r#"webhooks[1].reinvocationPolicy: Unsupported value: "Always": supported values: "Never", "IfNeeded"]"#
+        )
+    );
 }
