@@ -22,8 +22,9 @@
 //! its code or 400); a failed call (unreachable, timed out, not 200, malformed answer) answers
 //! 500 `Internal error occurred: failed calling webhook "<name>": …` when `failurePolicy` is
 //! `Fail` (the default) and is ignored when it is `Ignore`. Mutations arrive as base64 JSONPatch
-//! (`patchType: JSONPatch`) and are applied in order. A dry-run request reaches only webhooks
-//! whose `sideEffects` is `None` or `NoneOnDryRun`; others fail it with 400. `warnings` become
+//! (`patchType: JSONPatch`) and are applied in order. A dry-run request reaches webhooks with
+//! `dryRun: true` (a v1 configuration can only declare `sideEffects` `None` or `NoneOnDryRun`,
+//! so every webhook may see one). `warnings` become
 //! `Warning` response headers. Requests for the webhook configuration kinds themselves are never
 //! sent to webhooks (as kube-apiserver exempts them). How webhooks are reached (`url`, `service`,
 //! `caBundle`) is described in the webhook client module.
@@ -335,7 +336,6 @@ struct Hook {
     equivalent: bool,
     namespace_selector: Value,
     object_selector: Value,
-    side_effects: String,
     timeout: Duration,
     reinvoke: bool,
 }
@@ -360,7 +360,6 @@ fn hooks(ctx: &Ctx<'_>, plural: &str) -> Vec<Hook> {
                 equivalent: w["matchPolicy"].as_str() != Some("Exact"),
                 namespace_selector: w["namespaceSelector"].clone(),
                 object_selector: w["objectSelector"].clone(),
-                side_effects: w["sideEffects"].as_str().unwrap_or("Unknown").to_owned(),
                 timeout: Duration::from_secs(w["timeoutSeconds"].as_u64().unwrap_or(10).max(1)),
                 reinvoke: w["reinvocationPolicy"].as_str() == Some("IfNeeded"),
             });
@@ -607,13 +606,6 @@ async fn call(
     seen: &ResourceDef,
     req: &Request,
 ) -> Result<Option<Value>, Fail> {
-    if ctx.dry_run() && !matches!(hook.side_effects.as_str(), "None" | "NoneOnDryRun") {
-        return Err(Status::bad_request(format!(
-            "admission webhook {:?} does not support dry run",
-            hook.name
-        ))
-        .into());
-    }
     let uid = crate::meta::new_uid();
     let body = review(ctx, seen, req, &uid).await?;
     let outcome = async {

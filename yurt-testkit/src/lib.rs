@@ -41,8 +41,8 @@
 //!   answers, health checks.
 //! - **Admission webhooks**: MutatingWebhookConfigurations and ValidatingWebhookConfigurations
 //!   are honoured on create, update, patch and delete (also of subresources): rules, namespace
-//!   and object selectors, `matchPolicy`, `failurePolicy`, `timeoutSeconds`, `sideEffects` on
-//!   dry run, JSONPatch mutations, `IfNeeded` reinvocation and warnings, with kube-apiserver's
+//!   and object selectors, `matchPolicy`, `failurePolicy`, `timeoutSeconds`, dry run,
+//!   JSONPatch mutations, `IfNeeded` reinvocation and warnings, with kube-apiserver's
 //!   AdmissionReview v1 requests and its denial and error texts; the configurations are
 //!   validated when written (422 as kube-apiserver answers). Webhooks are called over TLS
 //!   verified against `caBundle`; a `clientConfig.service` goes to the address set with
