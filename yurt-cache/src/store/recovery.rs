@@ -299,7 +299,7 @@ mod tests {
             r.health(),
             StoreHealth::Recovering { failures: 1, .. }
         ));
-        assert_eq!(r.metrics.io_errors.get(), 1);
+        assert_eq!(r.metrics.io_errors.get(), 2);
         assert_eq!(r.metrics.reopen_failures.get(), 1);
         assert_eq!(r.metrics.reopens.get(), 1);
     }
