@@ -57,6 +57,9 @@ pub use stack::{ProxyStack, ProxyStackBuilder};
 
 use limits::{MAX_REFUSING, Rewind, Slot};
 
+/// At most one log line per this interval about refused connections.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// Settings of a [`Server`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -208,6 +211,8 @@ where
     let mut refusing = JoinSet::new();
     // Tells connections still waiting for their first bytes (not yet hyper's) to give up.
     let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    let mut last_refusal_log: Option<std::time::Instant> = None;
+    let mut refusals_unlogged = 0u64;
     let slots = Arc::new(Semaphore::new(
         config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
     ));
@@ -230,11 +235,18 @@ where
                 let _ = stream.set_nodelay(true);
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     config.metrics.refused.inc();
-                    tracing::warn!(
-                        %peer,
-                        limit = config.max_connections,
-                        "connection refused: the listener's connection cap is reached"
-                    );
+                    refusals_unlogged += 1;
+                    // One line per REFUSAL_LOG_EVERY at most: refusals come in floods.
+                    if last_refusal_log.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
+                        tracing::warn!(
+                            %peer,
+                            limit = config.max_connections,
+                            refused = refusals_unlogged,
+                            "connections refused: the listener's connection cap is reached"
+                        );
+                        last_refusal_log = Some(std::time::Instant::now());
+                        refusals_unlogged = 0;
+                    }
                     if refusing.len() < MAX_REFUSING {
                         refusing.spawn(limits::refuse(stream));
                     }
