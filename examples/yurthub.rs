@@ -568,12 +568,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         (None, Some(s)) => s.dir.path().join("cache"),
         (None, None) => PathBuf::from("/etc/kubernetes/cache/"),
     };
-    std::fs::create_dir_all(&cache_dir).map_err(|e| {
-        format!(
-            "cannot create --disk-cache-path {}: {e}",
-            cache_dir.display()
-        )
-    })?;
+    // The store creates the directory itself, 0700 (it holds Secrets in clear text).
     let config = hub_config(&cli, &node, creds.servers.clone(), &cache_dir)?;
     let hub = EdgeHub::start(config, client)
         .await

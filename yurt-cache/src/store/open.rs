@@ -17,7 +17,8 @@
 //! hub's user whatever the process umask: the directory holding it is created (or tightened to)
 //! mode 0700 and the file (and every quarantined copy) is created with, or tightened to, 0600.
 //! Modes are set with `chmod`, which the umask does not affect. A looser mode found on an
-//! existing directory or file is fixed at open and logged with the old and the new mode. The one
+//! existing directory or file is fixed at open and logged with the old and the new mode (a file
+//! at WARN: its Secrets were readable by others; the directory at INFO). The one
 //! exception is a directory with the sticky bit (such as `/tmp`): it is shared by design, so it
 //! is left alone with a warning (the file inside is still 0600).
 
@@ -189,12 +190,14 @@ fn tighten(path: &Path, want: u32) -> Result<(), StoreError> {
     let Some(mode) = mode else { return Ok(()) };
     if mode != want {
         perm::set(path, want).map_err(io)?;
-        tracing::warn!(
-            path = %path.display(),
-            from = %format!("{mode:o}"),
-            to = %format!("{want:o}"),
-            "fixed the mode of the cache store's path (it holds Secrets in clear text)"
-        );
+        let (path, from, to) = (path.display(), format!("{mode:o}"), format!("{want:o}"));
+        if want == DIR_MODE {
+            // Routine: a directory made by deploy tooling (`mkdir -p`) before the first start.
+            tracing::info!(%path, %from, %to, "made the cache store's directory private");
+        } else {
+            // A file that held cached Secrets was readable by others until now.
+            tracing::warn!(%path, %from, %to, "fixed the mode of a cache store file (it holds Secrets in clear text)");
+        }
     }
     Ok(())
 }
