@@ -632,7 +632,9 @@ impl Writer {
                 }
                 // While the file is closed for recovery, writes fail at once instead of
                 // waiting for it (their callers give up on caching, nothing else).
-                Command::Write { reply, .. } if self.recovery.is_broken() => {
+                Command::Write { op, reply, .. } if self.recovery.is_broken() => {
+                    // Its events were counted as queued when submitted; they leave the queue.
+                    self.queued.fetch_sub(op.watch_events(), Ordering::SeqCst);
                     let _ = reply.send(Err(self.recovery.unavailable()));
                 }
                 Command::Write { op, reply, _permit } => {
