@@ -137,6 +137,15 @@ struct Cli {
     /// How long shutdown waits for in-flight requests (e.g. 30s).
     #[arg(long, default_value = "30s", value_parser = duration, help_heading = SERVING)]
     shutdown_drain_timeout: Duration,
+    /// How long a client of the proxy or management port may take to send the first bytes of
+    /// a connection and each request head (also the idle limit of a kept-alive connection);
+    /// a connection that sends nothing is closed (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = duration, help_heading = SERVING)]
+    read_header_timeout: Duration,
+    /// Connections the proxy port, and the management port, each serve at once; one more is
+    /// answered 429 TooManyRequests (Retry-After: 1) and closed.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), help_heading = SERVING)]
+    max_connections: u32,
     /// Directory of the cache store (file `cache.redb` inside). With `--sandbox` or `--demo`
     /// and no value: a temporary directory. [default: /etc/kubernetes/cache/]
     #[arg(long, help_heading = CACHE)]
@@ -486,7 +495,10 @@ fn hub_config(
         WorkingMode::Cloud => HubMode::Cloud,
     };
     config.hubconfig_namespace = cli.namespace.clone();
-    config.server = ServerConfig::default().drain_timeout(cli.shutdown_drain_timeout);
+    config.server = ServerConfig::default()
+        .drain_timeout(cli.shutdown_drain_timeout)
+        .header_read_timeout(cli.read_header_timeout)
+        .max_connections(usize::try_from(cli.max_connections).unwrap_or(usize::MAX));
     config.multiplex = cli.pool_scope_resources.clone();
     let mut disabled = cli.disabled_resource_filters.clone();
     if cli.working_mode == WorkingMode::Cloud {
@@ -561,12 +573,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         (None, Some(s)) => s.dir.path().join("cache"),
         (None, None) => PathBuf::from("/etc/kubernetes/cache/"),
     };
-    std::fs::create_dir_all(&cache_dir).map_err(|e| {
-        format!(
-            "cannot create --disk-cache-path {}: {e}",
-            cache_dir.display()
-        )
-    })?;
+    // The store creates the directory itself, 0700 (it holds Secrets in clear text).
     let config = hub_config(&cli, &node, creds.servers.clone(), &cache_dir)?;
     let hub = EdgeHub::start(config, client)
         .await

@@ -3,6 +3,7 @@
 
 mod credentials;
 mod examples;
+mod hub_limits;
 mod raven;
 mod yurt_manager;
 mod yurthub;

@@ -33,7 +33,7 @@ use crate::lease::{KubeletLeaseLayer, KubeletLiveness};
 use crate::local::{LocalConfig, LocalServer};
 use crate::multiplex::{MultiplexLayer, PoolScopeResources};
 use crate::resync::{Resync, ResyncConfig, ResyncMetrics};
-use crate::server::{ProxyStack, Server, ServerConfig};
+use crate::server::{ProxyStack, Server, ServerConfig, ServerMetrics};
 use crate::store::{RedbStore, StoreConfig, StoreError};
 use crate::upstream::UpstreamClient;
 
@@ -85,7 +85,8 @@ pub struct EdgeHubConfig {
     pub mode: WorkingMode,
     /// Namespace of ConfigMap `yurt-hub-cfg`.
     pub hubconfig_namespace: String,
-    /// Listener settings (drain timeout).
+    /// Settings of both listeners (drain timeout, header read timeout, connection cap); their
+    /// metrics are set per listener (`proxy`, `management`) by [`EdgeHub::start`].
     pub server: ServerConfig,
     /// The response filters; `None`, or every filter switched off, runs none.
     pub filters: Option<FilterSettings>,
@@ -185,6 +186,8 @@ impl EdgeHub {
         store.metrics().register(&mut registry);
         let proxy_metrics = ProxyMetrics::new();
         proxy_metrics.register(&mut registry);
+        let server_metrics = ServerMetrics::default();
+        server_metrics.register(&mut registry);
 
         let edge = config.mode == WorkingMode::Edge;
         let mut health_config = config.health.clone().metrics(health_metrics);
@@ -279,14 +282,22 @@ impl EdgeHub {
         if let Some(r) = &resync {
             admin = admin.ready_gate("offline journal replay", r.replay_ok());
         }
-        let proxy = Server::bind(config.proxy_addr, stack.clone(), config.server.clone())
+        let proxy_server = config
+            .server
+            .clone()
+            .metrics(server_metrics.listener("proxy"));
+        let admin_server = config
+            .server
+            .clone()
+            .metrics(server_metrics.listener("management"));
+        let proxy = Server::bind(config.proxy_addr, stack.clone(), proxy_server)
             .await
             .map_err(|source| StartError::Listen {
                 what: "the proxy address",
                 addr: config.proxy_addr,
                 source,
             })?;
-        let admin = Server::bind(config.admin_addr, admin, config.server.clone())
+        let admin = Server::bind(config.admin_addr, admin, admin_server)
             .await
             .map_err(|source| StartError::Listen {
                 what: "the management address",

@@ -2,7 +2,10 @@
 //!
 //! [`AdminService`] is a tower `Service` to serve with [`Server`](crate::server::Server):
 //!
-//! - `/v1/healthz`: always `200 OK`.
+//! - `/v1/healthz`: `200 OK` while the process can do its job; `500` with the reason once the
+//!   cache store met an I/O error and cannot be reopened (see
+//!   [`RedbStore::health`](crate::store::RedbStore::health)), so kubelet or systemd restart
+//!   the hub. A store that is still recovering is healthy here (the hub keeps proxying).
 //! - `/v1/readyz`: `200 OK` once the store answers, the health checker finished a round and
 //!   every [gate](AdminService::ready_gate) is open; else `503` with the reasons, one a line.
 //! - `/metrics`: the Prometheus registry in text format, the store's figures refreshed at each
@@ -37,7 +40,7 @@ pub use prometheus_client::registry::Registry;
 
 use crate::body::Body;
 use crate::health::HealthSnapshot;
-use crate::store::{RedbStore, Store};
+use crate::store::{RedbStore, Store, StoreHealth};
 
 /// The store's size figures as gauges, refreshed at each scrape.
 #[derive(Debug, Default)]
@@ -161,7 +164,16 @@ impl AdminService {
             return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         }
         match path {
-            "/v1/healthz" => text(StatusCode::OK, "OK"),
+            "/v1/healthz" => match self.state.store.health() {
+                StoreHealth::Failed { failures, error } => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!(
+                        "cache store cannot be reopened after an I/O error ({failures} failures): \
+                         {error}\n"
+                    ),
+                ),
+                _ => text(StatusCode::OK, "OK"),
+            },
             "/v1/readyz" => {
                 let reasons = self.not_ready_reasons().await;
                 if reasons.is_empty() {

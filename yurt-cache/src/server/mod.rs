@@ -16,6 +16,17 @@
 //! An upgraded stream belongs to the service that took it (`hyper::upgrade::on`), not to the
 //! server: its connection counts as finished once the upgrade is handed over.
 //!
+//! # Limits
+//!
+//! A listener serves at most [`ServerConfig::max_connections`] connections at once; one more
+//! is answered `429 TooManyRequests` (the apiserver's max-in-flight Status, which client-go
+//! retries after `Retry-After`) and closed, while the open ones keep working. A client must
+//! send the first bytes of its request within [`ServerConfig::header_read_timeout`], and
+//! hyper bounds the rest of the request head and the idle time between kept-alive HTTP/1.1
+//! requests by the same timeout; a connection that sends nothing is closed. Both are
+//! counted per listener in [`ServerMetrics`]. The hub's listeners speak plain HTTP on
+//! loopback (like upstream's 10261 and 10267), so there is no TLS handshake to bound.
+//!
 //! [`ProxyStack`] is the hub's proxy tower composed in DESIGN order, ready to serve.
 //!
 //! With the crate's `signal` feature (default), [`shutdown_signal`] resolves on SIGTERM or
@@ -23,6 +34,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -31,15 +43,22 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tower::{Service, ServiceExt};
 
 use crate::body::{Body, BoxError};
 
+mod limits;
 mod stack;
 
+pub use limits::{ListenerLabels, ListenerMetrics, ServerMetrics};
 pub use stack::{ProxyStack, ProxyStackBuilder};
+
+use limits::{MAX_REFUSING, Rewind, Slot};
+
+/// At most one log line per this interval about refused connections.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Settings of a [`Server`].
 #[derive(Debug, Clone)]
@@ -47,8 +66,14 @@ pub use stack::{ProxyStack, ProxyStackBuilder};
 pub struct ServerConfig {
     /// How long [`Server::shutdown`] waits for open connections to finish (default 30 s).
     pub drain_timeout: Duration,
-    /// How long a client may take to send an HTTP/1.1 request head (default 30 s).
+    /// How long a client may take to send the first bytes of a connection, and then each
+    /// HTTP/1.1 request head (also the idle limit between kept-alive requests) (default 30 s).
     pub header_read_timeout: Duration,
+    /// Connections served at once, at most; one more is answered 429 and closed (default
+    /// 1024).
+    pub max_connections: usize,
+    /// This listener's connection counters (default: counters nobody registered).
+    pub metrics: ListenerMetrics,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +81,8 @@ impl Default for ServerConfig {
         ServerConfig {
             drain_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            metrics: ListenerMetrics::default(),
         }
     }
 }
@@ -70,6 +97,18 @@ impl ServerConfig {
     /// Sets [`ServerConfig::header_read_timeout`].
     pub fn header_read_timeout(mut self, d: Duration) -> Self {
         self.header_read_timeout = d;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_connections`] (at least 1).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Sets [`ServerConfig::metrics`], e.g. [`ServerMetrics::listener`].
+    pub fn metrics(mut self, m: ListenerMetrics) -> Self {
+        self.metrics = m;
         self
     }
 }
@@ -167,12 +206,21 @@ where
     S::Future: Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    // Dropping the set (when this task ends or is aborted) aborts every connection.
+    // Dropping the sets (when this task ends or is aborted) aborts every connection.
     let mut conns = JoinSet::new();
+    let mut refusing = JoinSet::new();
+    // Tells connections still waiting for their first bytes (not yet hyper's) to give up.
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    let mut last_refusal_log: Option<std::time::Instant> = None;
+    let mut refusals_unlogged = 0u64;
+    let slots = Arc::new(Semaphore::new(
+        config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     loop {
         tokio::select! {
             _ = &mut stopped => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            Some(_) = refusing.join_next(), if !refusing.is_empty() => {}
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(conn) => conn,
@@ -185,17 +233,41 @@ where
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    config.metrics.refused.inc();
+                    refusals_unlogged += 1;
+                    // One line per REFUSAL_LOG_EVERY at most: refusals come in floods.
+                    if last_refusal_log.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
+                        tracing::warn!(
+                            %peer,
+                            limit = config.max_connections,
+                            refused = refusals_unlogged,
+                            "connections refused: the listener's connection cap is reached"
+                        );
+                        last_refusal_log = Some(std::time::Instant::now());
+                        refusals_unlogged = 0;
+                    }
+                    if refusing.len() < MAX_REFUSING {
+                        refusing.spawn(limits::refuse(stream));
+                    }
+                    continue;
+                };
+                let slot = Slot::new(permit, config.metrics.open.clone());
                 conns.spawn(serve_connection(
                     stream,
                     peer,
                     service.clone(),
                     graceful.watcher(),
+                    closing_rx.clone(),
                     config.header_read_timeout,
+                    (slot, config.metrics.timed_out.clone()),
                 ));
             }
         }
     }
     drop(listener);
+    drop(refusing);
+    let _ = closing.send(true);
     let drained = tokio::time::timeout(config.drain_timeout, async {
         tokio::join!(graceful.shutdown(), async {
             while conns.join_next().await.is_some() {}
@@ -214,7 +286,9 @@ async fn serve_connection<S>(
     peer: SocketAddr,
     service: S,
     watcher: Watcher,
+    mut closing: tokio::sync::watch::Receiver<bool>,
     header_read_timeout: Duration,
+    (_slot, timed_out): (Slot, prometheus_client::metrics::counter::Counter),
 ) where
     S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
@@ -235,8 +309,34 @@ async fn serve_connection<S>(
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
     builder.http2().timer(TokioTimer::new());
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_svc);
+    // The first bytes, under the deadline: hyper's own header timeout starts only after it
+    // has told HTTP/1.1 from h2, and that read has no deadline.
+    let first = tokio::time::timeout(header_read_timeout, limits::read_preface(&stream));
+    let preface = match tokio::select! {
+        r = first => r,
+        _ = closing.wait_for(|c| *c) => return,
+    } {
+        Ok(Ok(bytes)) if bytes.is_empty() => return,
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "connection failed before its first request");
+            return;
+        }
+        Err(_) => {
+            timed_out.inc();
+            tracing::debug!(%peer, timeout = ?header_read_timeout, "connection sent nothing in time; closed");
+            return;
+        }
+    };
+    let io = TokioIo::new(Rewind::new(preface, stream));
+    let conn = builder.serve_connection_with_upgrades(io, hyper_svc);
     if let Err(e) = watcher.watch(conn).await {
+        let header_timeout = e
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout);
+        if header_timeout {
+            timed_out.inc();
+        }
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -56,6 +56,8 @@ const VALUE_FORMAT: u8 = 1;
 const META_SCHEMA: &str = "schema_version";
 const META_NODE: &str = "node_name";
 const META_LAST_HEALTHY: &str = "last_healthy_ms";
+/// When the file was last reopened after an I/O error (Unix ms): the reopen's probe write.
+const META_REOPENED: &str = "reopened_ms";
 
 /// One write, as the writer applies it inside a transaction.
 #[derive(Clone, Debug)]
@@ -354,11 +356,13 @@ fn candidates(scope: &ListScope) -> Candidates {
 
 /// The synchronous store: a redb [`Database`] with the schema checked.
 ///
-/// The database sits behind an `RwLock` only so that [`SyncStore::compact`] can get the
-/// exclusive access redb's compaction needs; every read and write takes the shared side for the
-/// instant it takes to begin a transaction.
+/// The database sits behind an `RwLock` so that [`SyncStore::compact`] can get the exclusive
+/// access redb's compaction needs, and so that the store can swap in a reopened database after
+/// an I/O error; every read and write takes the shared side for the instant it takes to begin a
+/// transaction. While a reopen is under way there is no database, and reads and writes fail
+/// with [`StoreError::Unavailable`].
 pub struct SyncStore {
-    db: RwLock<Database>,
+    db: RwLock<Option<Database>>,
     metrics: StoreMetrics,
 }
 
@@ -366,6 +370,10 @@ impl std::fmt::Debug for SyncStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SyncStore").finish_non_exhaustive()
     }
+}
+
+fn reopening() -> StoreError {
+    StoreError::Unavailable("the cache file is being reopened".to_owned())
 }
 
 impl SyncStore {
@@ -380,7 +388,7 @@ impl SyncStore {
 
     pub(crate) fn from_checked(db: Database, metrics: StoreMetrics) -> Self {
         Self {
-            db: RwLock::new(db),
+            db: RwLock::new(Some(db)),
             metrics,
         }
     }
@@ -393,6 +401,7 @@ impl SyncStore {
     /// A consistent read-only view; never waits for a writer.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let db = self.db.read().map_err(|_| StoreError::Poisoned)?;
+        let db = db.as_ref().ok_or_else(reopening)?;
         Ok(Snapshot {
             txn: db.begin_read()?,
         })
@@ -401,6 +410,7 @@ impl SyncStore {
     /// Begins a durable write transaction (waits if another is open; the store has one writer).
     pub fn begin(&self) -> Result<Txn, StoreError> {
         let db = self.db.read().map_err(|_| StoreError::Poisoned)?;
+        let db = db.as_ref().ok_or_else(reopening)?;
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         Ok(Txn {
@@ -422,6 +432,7 @@ impl SyncStore {
     /// snapshot is alive.
     pub fn compact(&self) -> Result<bool, StoreError> {
         let mut db = self.db.write().map_err(|_| StoreError::Poisoned)?;
+        let db = db.as_mut().ok_or_else(reopening)?;
         let mut any = false;
         // redb compacts a bounded amount per call; loop until it reports no progress.
         while db.compact()? {
@@ -430,10 +441,57 @@ impl SyncStore {
         Ok(any)
     }
 
+    /// Closes the database and opens it again with `open`, then commits a probe write (a
+    /// `meta` row with the time), which is what proves the file takes writes again. Called by
+    /// the writer thread only, between transactions. Snapshots still alive lose access to the
+    /// old file. On failure the store stays without a database until the next call.
+    pub(crate) fn reopen(
+        &self,
+        open: impl FnOnce() -> Result<Database, StoreError>,
+    ) -> Result<(), StoreError> {
+        let old = self.db.write().map_err(|_| StoreError::Poisoned)?.take();
+        if let Some(old) = old {
+            // A database that met an I/O error may fail (or, damaged, panic) on close too;
+            // either way it is gone, and the open below finds out what the file holds.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| old.close())) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "closing the failed cache file"),
+                Err(_) => tracing::debug!("closing the failed cache file panicked"),
+            }
+        }
+        let db = open()?;
+        let probe = (|| {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            {
+                let mut meta = txn.open_table(META)?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0);
+                meta.insert(META_REOPENED, now.to_string().as_bytes())?;
+            }
+            txn.commit()?;
+            Ok::<_, StoreError>(())
+        })();
+        match probe {
+            Ok(()) => {
+                *self.db.write().map_err(|_| StoreError::Poisoned)? = Some(db);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(db)));
+                Err(e)
+            }
+        }
+    }
+
     /// Closes the database, reporting any error (dropping does the same silently).
     pub fn close(self) -> Result<(), StoreError> {
         let db = self.db.into_inner().map_err(|_| StoreError::Poisoned)?;
-        db.close()?;
+        if let Some(db) = db {
+            db.close()?;
+        }
         Ok(())
     }
 }

@@ -3,8 +3,8 @@
 //! redb reports through several error enums (per operation kind); they are all folded into
 //! [`redb::Error`] here, so callers match on a handful of cases that say what to do: fix the
 //! input ([`StoreError::InvalidObject`], [`StoreError::InvalidKey`]), retry later
-//! ([`StoreError::Timeout`], [`StoreError::Closed`]), or treat the cache as unavailable
-//! ([`StoreError::Storage`], [`StoreError::Io`]).
+//! ([`StoreError::Timeout`], [`StoreError::Closed`], [`StoreError::Unavailable`]), or treat the
+//! cache as unavailable ([`StoreError::Storage`], [`StoreError::Io`]).
 
 use std::path::PathBuf;
 
@@ -57,6 +57,22 @@ pub enum StoreError {
     /// An offline write was refused because the journal is at a cap; nothing was written.
     #[error(transparent)]
     JournalFull(#[from] super::engine::JournalFull),
+    /// The file is closed while the store recovers from an I/O error (see the store's
+    /// recovery docs); the operation was not attempted. Retry later.
+    #[error("cache store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether this error means the file met an I/O error (the disk is full, `EIO`, or an
+    /// earlier such error latched), after which redb must be closed and reopened.
+    pub fn needs_reopen(&self) -> bool {
+        match self {
+            StoreError::Storage(redb::Error::Io(_) | redb::Error::PreviousIo) => true,
+            StoreError::CommitFailed(inner) => inner.needs_reopen(),
+            _ => false,
+        }
+    }
 }
 
 macro_rules! from_redb {

@@ -8,6 +8,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Why a cache file was moved aside.
@@ -33,6 +34,14 @@ pub struct StoreMetrics {
     pub stale_writes: Counter,
     /// Write transactions that failed (every operation in them was reported failed).
     pub failed_commits: Counter,
+    /// I/O errors that closed the file for a reopen (one per recovery episode).
+    pub io_errors: Counter,
+    /// Successful reopens after an I/O error.
+    pub reopens: Counter,
+    /// Failed reopen attempts (the open or its probe write failed).
+    pub reopen_failures: Counter,
+    /// 1 while the file is closed for recovery (writes fail), else 0.
+    pub unavailable: Gauge,
 }
 
 impl StoreMetrics {
@@ -64,6 +73,26 @@ impl StoreMetrics {
             "failed_commits",
             "Write transactions that failed",
             self.failed_commits.clone(),
+        );
+        r.register(
+            "io_errors",
+            "I/O errors that closed the cache file for a reopen",
+            self.io_errors.clone(),
+        );
+        r.register(
+            "reopens",
+            "Cache file reopened after an I/O error",
+            self.reopens.clone(),
+        );
+        r.register(
+            "reopen_failures",
+            "Failed attempts to reopen the cache file after an I/O error",
+            self.reopen_failures.clone(),
+        );
+        r.register(
+            "unavailable",
+            "1 while the cache file is closed for recovery after an I/O error",
+            self.unavailable.clone(),
         );
     }
 

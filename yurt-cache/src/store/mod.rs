@@ -20,7 +20,7 @@
 //! | `objects` | component / group / version / resource / namespace / name | resourceVersion + labels + object JSON as sent |
 //! | `lists` | component / group / version / resource / namespace / label selector / field selector | [`ListMeta`] JSON |
 //! | `nonresource` | path | body |
-//! | `meta` | `schema_version`, `node_name`, `last_healthy_ms` | text |
+//! | `meta` | `schema_version`, `node_name`, `last_healthy_ms`, `reopened_ms` | text |
 //!
 //! An object is stored once per (component, resource, namespace, name), however many list
 //! scopes cover it. A `lists` row records that the component completed a list of that scope
@@ -114,6 +114,14 @@
 //! is created, the event is logged and counted in [`StoreMetrics::quarantined`]. A file left by
 //! a crash is *not* corrupt: the same check rolls it back to its last durable commit.
 //!
+//! **An I/O error does not poison the store for good.** redb refuses every operation on a
+//! database that met an I/O error (a full disk, `EIO`) until it is reopened. The writer then
+//! closes the file and reopens it with backoff, failing writes at once meanwhile, and reports
+//! through [`RedbStore::health`] when reopening keeps failing; see `recovery.rs`.
+//!
+//! **The file is private.** It holds Secrets in clear text: it is created 0600 in a 0700
+//! directory whatever the umask, and looser modes found at open are fixed (see `open.rs`).
+//!
 //! # What grows, and when
 //!
 //! * `objects` grows with the distinct objects the components fetched. Objects leave when a
@@ -146,6 +154,7 @@ mod error;
 pub mod key;
 mod metrics;
 mod open;
+mod recovery;
 mod redb_store;
 pub mod rv;
 mod sparse;
@@ -170,6 +179,7 @@ pub use engine::{
 };
 pub use error::StoreError;
 pub use metrics::{QuarantineLabels, StoreMetrics};
+pub use recovery::StoreHealth;
 pub use redb_store::{RedbStore, StoreConfig};
 pub use types::{
     DeleteOutcome, EventKind, EventOutcome, Gvr, ListMeta, ListResult, ListScope, ListScopeKey,

@@ -10,7 +10,19 @@
 //! returned as an error, because moving it aside would not help (and could hurt the holder).
 //! A file left by a crash (SIGKILL, power loss) is not corrupt: redb rolls it back to its last
 //! durable commit during the same check, and the open succeeds with that state.
+//!
+//! # File modes
+//!
+//! The file holds every cached object in clear text, Secrets included, so it is private to the
+//! hub's user whatever the process umask: the directory holding it is created (or tightened to)
+//! mode 0700 and the file (and every quarantined copy) is created with, or tightened to, 0600.
+//! Modes are set with `chmod`, which the umask does not affect. A looser mode found on an
+//! existing directory or file is fixed at open and logged with the old and the new mode (a file
+//! at WARN: its Secrets were readable by others; the directory at INFO). The one
+//! exception is a directory with the sticky bit (such as `/tmp`): it is shared by design, so it
+//! is left alone with a warning (the file inside is still 0600).
 
+use std::fs::{DirBuilder, File, OpenOptions as FsOpenOptions};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -40,14 +52,23 @@ pub(crate) struct OpenOptions<'a> {
     pub(crate) metrics: &'a StoreMetrics,
 }
 
+/// Mode of the directory holding the cache file.
+const DIR_MODE: u32 = 0o700;
+/// Mode of the cache file and its quarantined copies.
+const FILE_MODE: u32 = 0o600;
+/// Mode of ancestor directories the store has to create on the way to its own.
+const ANCESTOR_MODE: u32 = 0o755;
+
 /// Opens (or creates) the file, moving it aside and starting fresh if it is unusable.
 pub(crate) fn open_or_rebuild(opts: &OpenOptions<'_>) -> Result<Database, StoreError> {
-    if let Some(dir) = opts.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-    }
+    let dir = opts
+        .path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    private_dir(dir)?;
+    tighten(opts.path, FILE_MODE)?;
+    fix_quarantined_modes(opts.path);
     match try_open(opts) {
         Attempt::Ok(db) => Ok(db),
         Attempt::Fatal(e) => Err(e),
@@ -114,12 +135,157 @@ fn classify_store(e: StoreError) -> Attempt {
     }
 }
 
+/// Creates `dir` (ancestors 0755, `dir` itself 0700), or tightens an existing `dir` to 0700.
+fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    if !dir.exists() {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let mut ancestors = DirBuilder::new();
+            ancestors.recursive(true);
+            perm::dir_mode(&mut ancestors, ANCESTOR_MODE);
+            ancestors.create(parent).map_err(io)?;
+        }
+        let mut own = DirBuilder::new();
+        perm::dir_mode(&mut own, DIR_MODE);
+        match own.create(dir) {
+            Ok(()) => {}
+            // Created meanwhile by someone else: tightened below like any existing directory.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    let mode = perm::mode(&std::fs::metadata(dir).map_err(io)?);
+    if mode.is_some_and(|m| m & 0o1000 != 0) {
+        tracing::warn!(
+            path = %dir.display(),
+            mode = %format!("{:o}", mode.unwrap_or(0)),
+            "the cache directory is a shared (sticky) directory; not tightening it: give the \
+             cache a directory of its own"
+        );
+        return Ok(());
+    }
+    // The file itself is 0600 either way; a directory we may not chmod (another owner) is
+    // reported, not fatal.
+    if let Err(e) = tighten(dir, DIR_MODE) {
+        tracing::warn!(path = %dir.display(), error = %e, "could not make the cache directory private");
+    }
+    Ok(())
+}
+
+/// Sets `path` to exactly `want` when it exists with another mode, and logs the fix. A missing
+/// path is fine (nothing to fix).
+fn tighten(path: &Path, want: u32) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mode = match std::fs::metadata(path) {
+        Ok(m) => perm::mode(&m),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    let Some(mode) = mode else { return Ok(()) };
+    if mode != want {
+        perm::set(path, want).map_err(io)?;
+        let (path, from, to) = (path.display(), format!("{mode:o}"), format!("{want:o}"));
+        if want == DIR_MODE {
+            // Routine: a directory made by deploy tooling (`mkdir -p`) before the first start.
+            tracing::info!(%path, %from, %to, "made the cache store's directory private");
+        } else {
+            // A file that held cached Secrets was readable by others until now.
+            tracing::warn!(%path, %from, %to, "fixed the mode of a cache store file (it holds Secrets in clear text)");
+        }
+    }
+    Ok(())
+}
+
+/// Tightens the quarantined copies of `path` left by earlier runs (best effort, logged).
+fn fix_quarantined_modes(path: &Path) {
+    for copy in quarantined_copies(path) {
+        if let Err(e) = tighten(&copy, FILE_MODE) {
+            tracing::warn!(path = %copy.display(), error = %e, "could not fix the mode of a quarantined cache file");
+        }
+    }
+}
+
+/// Opens the cache file for redb, creating it 0600 (the umask can only remove bits, and an
+/// odd umask that removes owner bits is corrected right after).
+fn open_file(path: &Path) -> std::io::Result<File> {
+    let mut options = FsOpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    perm::file_mode(&mut options, FILE_MODE);
+    let file = options.open(path)?;
+    if perm::mode(&file.metadata()?).is_some_and(|m| m != FILE_MODE) {
+        perm::set(path, FILE_MODE)?;
+    }
+    Ok(file)
+}
+
+/// Unix modes; elsewhere (no modes to set) every call is a no-op.
+#[cfg(unix)]
+mod perm {
+    use std::fs::{DirBuilder, Metadata, OpenOptions, Permissions};
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::path::Path;
+
+    /// The permission bits (with setuid, setgid and sticky).
+    pub(super) fn mode(m: &Metadata) -> Option<u32> {
+        Some(m.permissions().mode() & 0o7777)
+    }
+
+    pub(super) fn set(path: &Path, mode: u32) -> std::io::Result<()> {
+        std::fs::set_permissions(path, Permissions::from_mode(mode))
+    }
+
+    pub(super) fn dir_mode(b: &mut DirBuilder, mode: u32) {
+        b.mode(mode);
+    }
+
+    pub(super) fn file_mode(o: &mut OpenOptions, mode: u32) {
+        o.mode(mode);
+    }
+}
+
+#[cfg(not(unix))]
+mod perm {
+    use std::fs::{DirBuilder, Metadata, OpenOptions};
+    use std::path::Path;
+
+    pub(super) fn mode(_: &Metadata) -> Option<u32> {
+        None
+    }
+
+    pub(super) fn set(_: &Path, _: u32) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    pub(super) fn dir_mode(_: &mut DirBuilder, _: u32) {}
+
+    pub(super) fn file_mode(_: &mut OpenOptions, _: u32) {}
+}
+
 fn try_open(opts: &OpenOptions<'_>) -> Attempt {
     let mut builder = Builder::new();
     builder
         .set_cache_size(opts.cache_size_bytes)
         .set_check_integrity_on_open(opts.verify_on_open);
-    let db = match catch_unwind(AssertUnwindSafe(|| builder.create(opts.path))) {
+    let file = match open_file(opts.path) {
+        Ok(f) => f,
+        Err(source) => {
+            return Attempt::Fatal(StoreError::Io {
+                path: opts.path.to_owned(),
+                source,
+            });
+        }
+    };
+    let backend = match redb::backends::FileBackend::new(file) {
+        Ok(b) => b,
+        Err(e) => return classify(opts.path, e),
+    };
+    let db = match catch_unwind(AssertUnwindSafe(|| builder.create_with_backend(backend))) {
         Err(p) => return Attempt::Bad("corrupt", format!("open panicked: {}", panic_text(&*p))),
         Ok(Err(e)) => return classify(opts.path, e),
         Ok(Ok(db)) => db,
@@ -164,8 +330,24 @@ fn quarantine(path: &Path, reason: &str, _detail: &str) -> Result<PathBuf, Store
 /// Keeps the newest `keep` quarantined copies of `path` and deletes older ones, so repeated
 /// corruption cannot fill the disk. Best effort: failures are logged and ignored.
 fn prune_quarantined(path: &Path, keep: usize) {
+    let mut found: Vec<(SystemTime, PathBuf)> = quarantined_copies(path)
+        .into_iter()
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    found.sort();
+    let excess = found.len().saturating_sub(keep);
+    for (_, old) in found.into_iter().take(excess) {
+        if let Err(e) = std::fs::remove_file(&old) {
+            tracing::warn!(path = %old.display(), error = %e, "could not prune old quarantined cache file");
+        }
+    }
+}
+
+/// The quarantined copies of `path` in its directory (`<file>.corrupt-…`, `.schema-…`,
+/// `.foreign-…`); empty when the directory cannot be read.
+fn quarantined_copies(path: &Path) -> Vec<PathBuf> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return;
+        return Vec::new();
     };
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
@@ -174,9 +356,9 @@ fn prune_quarantined(path: &Path, keep: usize) {
     };
     let prefix = format!("{}.", name.to_string_lossy());
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+        return Vec::new();
     };
-    let mut found: Vec<(SystemTime, PathBuf)> = entries
+    entries
         .filter_map(Result::ok)
         .filter(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
@@ -186,13 +368,6 @@ fn prune_quarantined(path: &Path, keep: usize) {
                     .any(|r| rest.starts_with(r))
             })
         })
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    found.sort();
-    let excess = found.len().saturating_sub(keep);
-    for (_, old) in found.into_iter().take(excess) {
-        if let Err(e) = std::fs::remove_file(&old) {
-            tracing::warn!(path = %old.display(), error = %e, "could not prune old quarantined cache file");
-        }
-    }
+        .map(|e| e.path())
+        .collect()
 }

@@ -19,6 +19,7 @@ use super::engine::{JournalAppend, JournalStats, OpOutcome, Snapshot, SyncStore,
 use super::error::StoreError;
 use super::metrics::StoreMetrics;
 use super::open::{OpenOptions, open_or_rebuild};
+use super::recovery::{Recovery, ReopenPolicy, StoreHealth};
 use super::types::{
     DeleteOutcome, EventOutcome, Gvr, ListMeta, ListResult, ListScope, ListScopeKey, Object,
     ObjectKey, PutOutcome, ReplaceOutcome, StoredObject, Usage, WatchEvent,
@@ -60,11 +61,22 @@ pub struct StoreConfig {
     pub keep_quarantined: usize,
     /// Metrics to update (clone the same value into your registry).
     pub metrics: StoreMetrics,
+    /// After an I/O error the file is closed and reopened; the first attempt waits this long,
+    /// each failed one doubles the wait...
+    pub reopen_backoff: Duration,
+    /// ...up to this cap, at which attempts go on for as long as the store lives.
+    pub reopen_backoff_max: Duration,
+    /// Failures after which [`RedbStore::health`] reports [`StoreHealth::Failed`] (the hub's
+    /// `/v1/healthz` fails): I/O errors and failed reopen attempts since the last write that
+    /// committed.
+    pub unhealthy_after_reopen_failures: u32,
 }
 
 impl StoreConfig {
     /// Defaults: N = 1024 events, T = 10 ms, 65,536 pending events, 30 s timeout, 2 MiB page
-    /// cache, integrity check on, two quarantined copies kept.
+    /// cache, integrity check on, two quarantined copies kept; after an I/O error reopen
+    /// attempts 200 ms apart, doubling up to 30 s, unhealthy after 5 failures without a
+    /// write committing (about 6 s on a full disk).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
@@ -77,6 +89,9 @@ impl StoreConfig {
             verify_on_open: true,
             keep_quarantined: 2,
             metrics: StoreMetrics::default(),
+            reopen_backoff: Duration::from_millis(200),
+            reopen_backoff_max: Duration::from_secs(30),
+            unhealthy_after_reopen_failures: 5,
         }
     }
 }
@@ -94,6 +109,8 @@ enum Command {
     Compact {
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    /// A reader met an I/O error: start recovering.
+    IoError(String),
     Shutdown,
 }
 
@@ -104,6 +121,7 @@ struct WriterHandle {
 
 struct Inner {
     core: Arc<SyncStore>,
+    recovery: Arc<Recovery>,
     path: PathBuf,
     tx: mpsc::Sender<Command>,
     closed: AtomicBool,
@@ -184,12 +202,22 @@ impl RedbStore {
             metrics: &config.metrics,
         })?;
         let core = Arc::new(SyncStore::from_checked(db, config.metrics.clone()));
+        let recovery = Arc::new(Recovery::new(
+            ReopenPolicy {
+                backoff: config.reopen_backoff,
+                backoff_max: config.reopen_backoff_max,
+                unhealthy_after: config.unhealthy_after_reopen_failures.max(1),
+            },
+            config.metrics.clone(),
+        ));
         let (tx, rx) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let max_events = config.group_commit_events.max(1);
         let writer = Writer {
             core: core.clone(),
+            recovery: recovery.clone(),
+            config: config.clone(),
             rx,
             queued: queued.clone(),
             max_events,
@@ -211,6 +239,7 @@ impl RedbStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 core,
+                recovery,
                 path: config.path,
                 tx,
                 closed: AtomicBool::new(false),
@@ -240,6 +269,12 @@ impl RedbStore {
     /// The metrics this store updates.
     pub fn metrics(&self) -> &StoreMetrics {
         self.inner.core.metrics()
+    }
+
+    /// Whether the store works, is recovering from an I/O error, or could not recover (see
+    /// the store's recovery docs); for liveness checks.
+    pub fn health(&self) -> StoreHealth {
+        self.inner.recovery.health()
     }
 
     /// A synchronous MVCC snapshot, for callers already on a blocking thread (and for batches
@@ -413,7 +448,19 @@ impl RedbStore {
         match tokio::time::timeout(self.inner.timeout, task).await {
             Err(_) => Err(StoreError::Timeout(self.inner.timeout)),
             Ok(Err(e)) => Err(StoreError::TaskFailed(e.to_string())),
+            Ok(Ok(Err(e))) => {
+                self.report(&e);
+                Err(e)
+            }
             Ok(Ok(r)) => r,
+        }
+    }
+
+    /// Tells the writer about a reader's I/O error, once per recovery episode.
+    fn report(&self, e: &StoreError) {
+        if e.needs_reopen() && self.inner.recovery.claim_report() {
+            let _ = self.inner.tx.send(Command::IoError(e.to_string()));
+            self.inner.writer_thread.unpark();
         }
     }
 }
@@ -583,6 +630,9 @@ impl Store for RedbStore {
 /// then answers every caller in the batch.
 struct Writer {
     core: Arc<SyncStore>,
+    recovery: Arc<Recovery>,
+    /// How to open the file again after an I/O error.
+    config: StoreConfig,
     rx: mpsc::Receiver<Command>,
     /// Watch events submitted and not yet in a closed batch (shared with the submitters).
     queued: Arc<AtomicUsize>,
@@ -603,9 +653,12 @@ impl Writer {
     fn run(self) {
         let mut carried: Option<Command> = None;
         loop {
+            if self.recovery.due() {
+                self.reopen();
+            }
             let first = match carried.take() {
                 Some(c) => c,
-                None => match self.rx.recv_timeout(IDLE_POLL) {
+                None => match self.rx.recv_timeout(self.recovery.wait(IDLE_POLL)) {
                     Ok(c) => c,
                     Err(mpsc::RecvTimeoutError::Timeout) => continue,
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -613,8 +666,26 @@ impl Writer {
             };
             match first {
                 Command::Shutdown => break,
+                Command::IoError(e) => self.recovery.io_error(&e),
                 Command::Compact { reply } => {
-                    let _ = reply.send(self.core.compact());
+                    let result = if self.recovery.is_broken() {
+                        Err(self.recovery.unavailable())
+                    } else {
+                        self.core.compact()
+                    };
+                    if let Err(e) = &result
+                        && e.needs_reopen()
+                    {
+                        self.recovery.io_error(e);
+                    }
+                    let _ = reply.send(result);
+                }
+                // While the file is closed for recovery, writes fail at once instead of
+                // waiting for it (their callers give up on caching, nothing else).
+                Command::Write { op, reply, .. } if self.recovery.is_broken() => {
+                    // Its events were counted as queued when submitted; they leave the queue.
+                    self.queued.fetch_sub(op.watch_events(), Ordering::SeqCst);
+                    let _ = reply.send(Err(self.recovery.unavailable()));
                 }
                 Command::Write { op, reply, _permit } => {
                     carried = self.batch(Pending { op, reply, _permit });
@@ -630,7 +701,7 @@ impl Writer {
                 Command::Compact { reply } => {
                     let _ = reply.send(Err(StoreError::Closed));
                 }
-                Command::Shutdown => {}
+                Command::IoError(_) | Command::Shutdown => {}
             }
         }
         let mut rest = rest.into_iter();
@@ -640,7 +711,7 @@ impl Writer {
             batch.add(first);
             rest.for_each(|p| batch.add(p));
             batch.apply_pending();
-            batch.finish(&self.core);
+            let _ = batch.finish(&self.core);
         }
     }
 
@@ -658,7 +729,8 @@ impl Writer {
     /// when the count reaches `max_events`, and for any non-watch command. (Waking per event
     /// costs a context switch per event, more than the rest of the write.)
     ///
-    /// Returns a non-write command that arrived meanwhile (compact, shutdown), to run next.
+    /// Returns a non-write command that arrived meanwhile (compact, shutdown), to run next. A
+    /// commit that fails with an I/O error starts the recovery (see the store's recovery docs).
     fn batch(&self, first: Pending) -> Option<Command> {
         let deadline = Instant::now() + self.window;
         let mut batch = Batch::new(&self.core);
@@ -690,8 +762,31 @@ impl Writer {
         }
         // The batch is closed: its events no longer count towards the next one.
         self.queued.fetch_sub(batch.events, Ordering::SeqCst);
-        batch.finish(&self.core);
+        match batch.finish(&self.core) {
+            Ok(()) => self.recovery.committed(),
+            Err(e) if e.needs_reopen() => self.recovery.io_error(&e),
+            Err(_) => {}
+        }
         carried
+    }
+
+    /// One reopen attempt: close the file, open it with the usual checks, commit a probe.
+    fn reopen(&self) {
+        let c = &self.config;
+        let result = self.core.reopen(|| {
+            open_or_rebuild(&OpenOptions {
+                path: &c.path,
+                node_name: c.node_name.as_deref(),
+                cache_size_bytes: c.cache_size_bytes,
+                verify_on_open: c.verify_on_open,
+                keep_quarantined: c.keep_quarantined,
+                metrics: &c.metrics,
+            })
+        });
+        match result {
+            Ok(()) => self.recovery.reopened(),
+            Err(e) => self.recovery.attempt_failed(&e),
+        }
     }
 }
 
@@ -745,14 +840,15 @@ impl Batch {
         self.pending.clear();
     }
 
-    /// Commits and answers every caller.
-    fn finish(self, core: &SyncStore) {
+    /// Commits and answers every caller; returns the transaction's error, if any.
+    fn finish(self, core: &SyncStore) -> Result<(), Arc<StoreError>> {
         let result = self.txn.and_then(Txn::commit);
         match result {
             Ok(()) => {
                 for ((reply, _permit), out) in self.replies.into_iter().zip(self.outcomes) {
                     let _ = reply.send(Ok(out));
                 }
+                Ok(())
             }
             Err(e) => {
                 core.metrics().failed_commits.inc();
@@ -761,6 +857,7 @@ impl Batch {
                 for (reply, _permit) in self.replies {
                     let _ = reply.send(Err(StoreError::CommitFailed(e.clone())));
                 }
+                Err(e)
             }
         }
     }

@@ -1,17 +1,21 @@
 //! Integration tests of yurt-cache, one binary: store semantics, integrity and quarantine,
-//! crash consistency under SIGKILL; the proxy layers (request info, upstream client, health
-//! checker, balancer, cache) against TestApiServers over loopback.
+//! crash consistency under SIGKILL, recovery from a full disk, private file modes; the proxy
+//! layers (request info, upstream client, health checker, balancer, cache) and the listeners'
+//! limits against TestApiServers over loopback.
 
 mod admin;
 mod balancer;
 mod cache;
 mod clients;
+mod conns;
 mod crash;
+mod diskfull;
 mod filter;
 mod health;
 mod hubconfig;
 mod integrity;
 mod lease;
+mod modes;
 mod multiplex;
 mod net;
 mod offline;
