@@ -1,8 +1,10 @@
 //! Integration tests of yurt-cache, one binary: store semantics, integrity and quarantine,
 //! crash consistency under SIGKILL; the proxy layers (request info, upstream client, health
-//! checker, balancer, cache) against TestApiServers over loopback.
+//! checker, balancer, cache) against TestApiServers over loopback; online and offline answers
+//! compared request by request.
 
 mod admin;
+mod agree;
 mod balancer;
 mod cache;
 mod clients;
