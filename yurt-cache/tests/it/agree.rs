@@ -46,6 +46,11 @@ impl Rig {
     /// Starts everything, creates a ConfigMap, a Secret and a pod of this node in the cloud,
     /// and has kubelet read them through the hub so they are cached.
     async fn start() -> Rig {
+        Rig::start_with(false).await
+    }
+
+    /// [`Rig::start`], with the multiplexer serving shared resources when `multiplexer`.
+    async fn start_with(multiplexer: bool) -> Rig {
         let api = TestApiServer::builder().tls().start().await.unwrap();
         let link = ChaosLink::start(api.addr()).await.unwrap();
         let upstream = hub_client(&api, &format!("system:node:{NODE}"), &["system:nodes"]);
@@ -60,7 +65,9 @@ impl Rig {
             .thresholds(1, 1);
         config.kubelet_grace = None;
         config.resync.retry_interval = Duration::from_millis(200);
-        config.multiplex = PoolScopeResources::new([]);
+        if !multiplexer {
+            config.multiplex = PoolScopeResources::new([]);
+        }
         let hub = EdgeHub::start(config, upstream).await.unwrap();
         let rig = Rig {
             api,
@@ -560,5 +567,51 @@ async fn a_bad_chunk_size_is_a_bad_request_both_ways() {
     let offline = raw_status(&rig, &raw).await;
     assert_eq!((online.0, offline.0), (400, 400), "{online:?}\n{offline:?}");
     assert_eq!(rig.journal_len().await, 0);
+    rig.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_multiplexer_refuses_a_bad_resource_version_as_the_apiserver() {
+    let rig = Rig::start_with(true).await;
+    let make = || {
+        Request::get("/api/v1/services?resourceVersion=abc")
+            .header(
+                "user-agent",
+                "kube-proxy/v1.36.0 (linux/amd64) kubernetes/test",
+            )
+            .header("accept", "application/json")
+            .body(Body::empty())
+            .unwrap()
+    };
+    // Until the multiplexer's feed has listed (it answers 429 before).
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let synced = Request::get("/api/v1/services")
+                .header(
+                    "user-agent",
+                    "kube-proxy/v1.36.0 (linux/amd64) kubernetes/test",
+                )
+                .body(Body::empty())
+                .unwrap();
+            if rig.send(synced).await.code == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the multiplexer syncs within the wait bound");
+    let via_hub = rig.send(make()).await;
+    let client = hub_client(&rig.api, "admin", &["system:masters"]);
+    let resp = crate::net::send(&client, &crate::net::uri(&rig.api), make())
+        .await
+        .unwrap();
+    let direct = Answer {
+        code: resp.status().as_u16(),
+        content_type: String::new(),
+        body: crate::net::json(resp).await,
+    };
+    agree_exactly(&direct, &via_hub);
+    assert_eq!(via_hub.code, 400);
     rig.shutdown().await;
 }
