@@ -319,8 +319,53 @@ async fn invalid_labels_are_refused_with_the_apiservers_causes() {
     assert_eq!(causes[0]["field"], "metadata.labels");
     assert_eq!(offline.body["details"]["kind"], "ConfigMap");
     assert_eq!(offline.body["details"]["name"], "cm1");
+    // A kube-rs client gets the same typed error offline.
+    let mut config = kube::Config::new(format!("http://{}", rig.hub.proxy_addr()).parse().unwrap());
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(KUBELET),
+    ));
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+    let patch = json!({"metadata": {"labels": {"Bad/Key/Twice": "v"}}});
+    let err = cms
+        .patch(
+            "cm1",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("not an API error: {err}");
+    };
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert!(
+        status.message.contains("a valid label key must consist of"),
+        "{}",
+        status.message
+    );
     let cached = rig.cached("configmaps", "cm1").await;
     assert_eq!(cached["metadata"]["labels"], json!({"app": "a"}));
+    assert_eq!(rig.journal_len().await, 0);
+    rig.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_status_of_the_wrong_type_is_refused() {
+    let rig = Rig::start().await;
+    let path = format!("{POD}/status");
+    let patch = || request("PATCH", &path, MERGE, json!({"status": {"phase": 1}}));
+    let (online, offline) = rig.online_then_offline(patch).await;
+    agree(&online, &offline);
+    assert_eq!(offline.code, 422);
+    let message = offline.body["message"].as_str().unwrap();
+    assert!(
+        message.ends_with(
+            ": json: cannot unmarshal number into Go struct field Pod.status.phase of type string"
+        ),
+        "{message}"
+    );
     assert_eq!(rig.journal_len().await, 0);
     rig.shutdown().await;
 }
