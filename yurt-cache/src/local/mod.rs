@@ -17,7 +17,7 @@
 //! | delete, deletecollection | 403 Status: the cloud must decide |
 //! | (create and update bodies) | JSON, or protobuf (kubelet's default) decoded to JSON and journaled as JSON; a protobuf kind the decoder does not convert is a 415 Status naming it |
 //! | non-resource documents | `/version`, discovery and OpenAPI from the store; anything else is passed on (and answered 503) |
-//! | (every answer) | in the encoding the apiserver would pick from `Accept`: JSON, or protobuf for one object of a kind [`yurt_core::protobuf`] encodes; 406 when neither is acceptable (a YAML-only `Accept` too, which the apiserver would answer); a `resourceVersion` that is not a number is refused as the apiserver refuses it (list 400, watch 422, get 500), and `<name>/status` of a resource without a status subresource is a 404 |
+//! | (every answer) | JSON when the client takes JSON (as the cache layer answers online); otherwise in the encoding the apiserver would pick from `Accept`: protobuf for one object of a kind [`yurt_core::protobuf`] encodes, else 406 (a YAML-only `Accept` too, which the apiserver would answer); a `resourceVersion` that is not a number is refused as the apiserver refuses it (list 400, watch 422, get 500), and `<name>/status` of a resource without a status subresource is a 404 |
 //!
 //! Requests of components that are not cache agents, and requests the table does not cover
 //! (exec, logs, proxy, other subresources), are not served here: they go on to the balancer,
@@ -282,10 +282,17 @@ impl LocalServer {
                 let resp = read::list(&self.inner, &info, &component).await;
                 read::as_table(&self.inner, resp, &info, include, true).await
             }
+            _ if crate::cache::policy::accept(req.headers())
+                == crate::cache::policy::Accept::Json =>
+            {
+                // Online, the cache layer asks upstream for JSON whenever the client takes
+                // it, so the client gets JSON: the same here.
+                self.serve_plain(req, info, component).await
+            }
             _ => {
-                // The encoding the apiserver would answer in: JSON, protobuf for one object of
-                // a kind `yurt_core::protobuf` encodes, else 406 with the apiserver's list
-                // (YAML is named there but not produced offline).
+                // A client that takes no JSON: the encoding the apiserver would answer in,
+                // protobuf for one object of a kind `yurt_core::protobuf` encodes, else 406
+                // with the apiserver's list (YAML is named there but not produced offline).
                 let pb = info.subresource.is_empty()
                     && matches!(
                         info.verb,

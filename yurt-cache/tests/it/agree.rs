@@ -493,17 +493,25 @@ async fn accept_headers_are_negotiated_as_the_apiserver_does() {
             "application/vnd.kubernetes.protobuf",
         )
     };
+    // client-go's default for built-in kinds: protobuf first, anything else too.
+    let client_go = || get_accepting(CM, "application/vnd.kubernetes.protobuf, */*");
     let online = [
         rig.send(html()).await,
         rig.send(pb_get()).await,
         rig.send(pb_list()).await,
+        rig.send(client_go()).await,
     ];
     rig.cut().await;
     let offline = [
         rig.send(html()).await,
         rig.send(pb_get()).await,
         rig.send(pb_list()).await,
+        rig.send(client_go()).await,
     ];
+    // A client that also takes JSON gets JSON both ways (the hub asks upstream for JSON).
+    assert_eq!((online[3].code, offline[3].code), (200, 200));
+    assert_eq!(online[3].content_type, offline[3].content_type);
+    assert_eq!(offline[3].body["data"]["k"], "v");
     agree_exactly(&online[0], &offline[0]);
     assert_eq!(offline[0].code, 406);
     assert_eq!(offline[0].body["reason"], "NotAcceptable");
