@@ -668,3 +668,42 @@ async fn the_multiplexer_refuses_a_bad_resource_version_as_the_apiserver() {
     assert_eq!(via_hub.code, 400);
     rig.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_lease_of_the_wrong_type_is_refused_as_the_apiserver_would() {
+    // kubelet's node Lease is always answered by the hub; it must refuse what the apiserver
+    // refuses, with the same words.
+    let rig = Rig::start().await;
+    let path = format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}");
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": NODE, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": NODE, "leaseDurationSeconds": 40}});
+    // The hub may have created it already (it renews the real Lease).
+    let _ = rig.api.create_object(lease.clone()).await;
+    let mut bad = lease.clone();
+    bad["spec"]["leaseDurationSeconds"] = json!("forty");
+    let via_hub = rig
+        .send(request("PUT", &path, "application/json", bad.clone()))
+        .await;
+    let client = hub_client(&rig.api, &format!("system:node:{NODE}"), &["system:nodes"]);
+    let resp = crate::net::send(
+        &client,
+        &crate::net::uri(&rig.api),
+        request("PUT", &path, "application/json", bad),
+    )
+    .await
+    .unwrap();
+    let direct = Answer {
+        code: resp.status().as_u16(),
+        content_type: String::new(),
+        body: crate::net::json(resp).await,
+    };
+    agree_exactly(&direct, &via_hub);
+    assert_eq!(via_hub.code, 400);
+    assert_eq!(
+        via_hub.body["message"],
+        "Lease in version \"v1\" cannot be handled as a Lease: json: cannot unmarshal string into \
+         Go struct field Lease.spec.leaseDurationSeconds of type int32"
+    );
+    rig.shutdown().await;
+}
