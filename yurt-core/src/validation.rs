@@ -976,8 +976,8 @@ pub fn go_map_text(v: &Value) -> String {
 }
 
 /// Identity checks of a patched (or replacing) object against the URL: the name must be the
-/// URL's (400 `name must be provided` when the patch removed it), the namespace, when set, the
-/// request's (400), and the uid, when set, the stored object's (409 precondition).
+/// URL's (400 `name must be provided` when the patch removed it), the namespace, when both
+/// are set, the request's (400), and the uid, when set, the stored object's (409 precondition).
 /// `resource`/`group` name the resource for the 409 message.
 pub fn check_patched_identity(
     obj: &Value,
@@ -1005,7 +1005,8 @@ pub fn check_patched_identity(
         )));
     }
     let ns = s("namespace");
-    if !ns.is_empty() && ns != url_namespace {
+    // On a cluster-scoped URL a namespace is cleared, not refused.
+    if !ns.is_empty() && !url_namespace.is_empty() && ns != url_namespace {
         return Err(Box::new(Status::bad_request(
             "the namespace of the provided object does not match the namespace sent on the request",
         )));
@@ -1206,6 +1207,15 @@ mod tests {
                 .code,
             409
         );
+        let moved = json!({"metadata": {"name": "web-0", "namespace": "other"}});
+        assert_eq!(
+            check_patched_identity(&moved, "", "pods", "default", "web-0", "u1")
+                .unwrap_err()
+                .code,
+            400
+        );
+        // A cluster-scoped URL clears a namespace instead of refusing it.
+        assert!(check_patched_identity(&moved, "", "nodes", "", "web-0", "").is_ok());
         let fine = json!({"metadata": {"name": "web-0", "namespace": "default", "uid": "u1"}});
         assert!(check_patched_identity(&fine, "", "pods", "default", "web-0", "u1").is_ok());
     }

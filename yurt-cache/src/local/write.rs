@@ -193,8 +193,10 @@ pub(super) async fn create(
     if let Some(reason) = validation::decode_error(&obj, &gvr.group, &gvr.version, &kind) {
         return validation::body_decode_status(&obj, &gvr.version, &kind, &reason).to_response();
     }
+    // A cluster-scoped object's namespace is cleared, not refused.
     if let Some(ns) = obj["metadata"]["namespace"].as_str()
         && !ns.is_empty()
+        && !info.namespace.is_empty()
         && ns != info.namespace
     {
         return Status::bad_request(
