@@ -35,6 +35,7 @@ pub mod selector;
 pub mod status;
 pub mod table;
 pub mod time;
+pub mod validation;
 pub mod wellknown;
 
 pub use component::Component;

@@ -1,5 +1,5 @@
 //! Object metadata helpers shared by the handlers: timestamps in Kubernetes' RFC 3339 form, UIDs,
-//! `generateName` suffixes, name validation, and small accessors on JSON objects.
+//! `generateName` suffixes, the name rule of each resource, and small accessors on JSON objects.
 //!
 //! The apiserver fills `uid`, `creationTimestamp`, `resourceVersion` (and for some kinds
 //! `generation`) itself and refuses names that are not valid path segments or DNS names; these
@@ -140,47 +140,6 @@ pub(crate) enum NameRule {
     PathSegment,
 }
 
-/// Why `name` breaks `rule`, worded as kube-apiserver words it; `None` if it is valid.
-pub(crate) fn validate_name(name: &str, rule: NameRule) -> Option<String> {
-    if name == "." || name == ".." {
-        return Some(format!("may not be '{name}'"));
-    }
-    for bad in ["/", "%"] {
-        if name.contains(bad) {
-            return Some(format!("may not contain '{bad}'"));
-        }
-    }
-    let label_ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 63
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && s.as_bytes()[0].is_ascii_alphanumeric()
-            && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
-    };
-    match rule {
-        NameRule::PathSegment => None,
-        NameRule::Label => {
-            if name.len() > 63 {
-                Some("must be no more than 63 characters".into())
-            } else if label_ok(name) {
-                None
-            } else {
-                Some("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".into())
-            }
-        }
-        NameRule::Subdomain => {
-            if name.len() > 253 {
-                Some("must be no more than 253 characters".into())
-            } else if name.split('.').all(label_ok) {
-                None
-            } else {
-                Some("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into())
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,14 +160,5 @@ mod tests {
         assert_eq!(n.len(), 9);
         assert!(n.starts_with("web-"));
         assert_eq!(generate_name(&"a".repeat(80)).len(), 63);
-    }
-
-    #[test]
-    fn names() {
-        assert!(validate_name("web-0", NameRule::Subdomain).is_none());
-        assert!(validate_name("a.b", NameRule::Subdomain).is_none());
-        assert!(validate_name("a.b", NameRule::Label).is_some());
-        assert!(validate_name("Web", NameRule::Subdomain).is_some());
-        assert!(validate_name("a/b", NameRule::PathSegment).is_some());
     }
 }

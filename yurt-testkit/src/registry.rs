@@ -538,8 +538,8 @@ fn builtin_def(group: &str, version: &str, entry: &Value, all: &[Value]) -> Reso
             ]
         }
         ("events.k8s.io", "events") => {
+            // events.k8s.io/v1 validates names strictly (RFC 1123 subdomain); core/v1 does not.
             b.create_on_update = true;
-            b.name_rule = NameRule::PathSegment;
             b.storage_key = storage_key("", "events");
             b.conversion = Conversion::EventsV1;
             &[]

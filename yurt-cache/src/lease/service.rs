@@ -7,6 +7,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::Service;
+use yurt_core::validation;
 use yurt_core::{Component, RequestInfo, Status, Verb, protobuf};
 
 use super::KubeletLiveness;
@@ -168,7 +169,8 @@ fn answer(status: StatusCode, value: &Value, accept: Option<&str>) -> Response<B
 
 /// The lease in a request body: JSON, or a protobuf body (kubelet's default) decoded to the
 /// JSON the apiserver would store. A body that is neither is a 400 (415 for a protobuf kind the
-/// decoder does not convert), as from the apiserver.
+/// decoder does not convert), as from the apiserver; so is a lease the apiserver would refuse
+/// (a field of the wrong type: 400, invalid metadata: 422).
 fn lease_of(content_type: Option<&str>, bytes: &[u8]) -> Result<Value, Box<Response<Body>>> {
     let lease = if content_type.is_some_and(protobuf::is_protobuf) {
         protobuf::decode(bytes).map_err(|e| Box::new(e.to_status().to_response()))?
@@ -177,13 +179,24 @@ fn lease_of(content_type: Option<&str>, bytes: &[u8]) -> Result<Value, Box<Respo
             Box::new(Status::bad_request(format!("decoding the lease: {e}")).to_response())
         })?
     };
-    if lease.is_object() {
-        Ok(lease)
-    } else {
-        Err(Box::new(
+    if !lease.is_object() {
+        return Err(Box::new(
             Status::bad_request("the lease is not a JSON object").to_response(),
-        ))
+        ));
     }
+    // What kube-apiserver would refuse is not kept either (see yurt_core::validation).
+    if let Some(reason) = validation::decode_error(&lease, GROUP, "v1", "Lease") {
+        return Err(Box::new(
+            validation::body_decode_status(&lease, "v1", "Lease", &reason).to_response(),
+        ));
+    }
+    let errors = validation::validate_metadata(&lease, validation::NameRule::Subdomain, true);
+    if !errors.is_empty() {
+        let name = lease.pointer("/metadata/name").and_then(Value::as_str);
+        let st = validation::invalid_status(GROUP, "Lease", name.unwrap_or(""), &errors);
+        return Err(Box::new(st.to_response()));
+    }
+    Ok(lease)
 }
 
 fn header(parts: &http::request::Parts, name: http::header::HeaderName) -> Option<&str> {

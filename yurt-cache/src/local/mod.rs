@@ -17,6 +17,7 @@
 //! | delete, deletecollection | 403 Status: the cloud must decide |
 //! | (create and update bodies) | JSON, or protobuf (kubelet's default) decoded to JSON and journaled as JSON; a protobuf kind the decoder does not convert is a 415 Status naming it |
 //! | non-resource documents | `/version`, discovery and OpenAPI from the store; anything else is passed on (and answered 503) |
+//! | (every answer) | JSON when the client takes JSON (as the cache layer answers online); otherwise in the encoding the apiserver would pick from `Accept`: protobuf for one object of a kind [`yurt_core::protobuf`] encodes, else 406 (a YAML-only `Accept` too, which the apiserver would answer); a `resourceVersion` that is not a number is refused as the apiserver refuses it (list 400, watch 422, get 500), and `<name>/status` of a resource without a status subresource is a 404 |
 //!
 //! Requests of components that are not cache agents, and requests the table does not cover
 //! (exec, logs, proxy, other subresources), are not served here: they go on to the balancer,
@@ -253,6 +254,22 @@ impl LocalServer {
         if !info.is_resource_request {
             return read::document(&self.inner, &info, req.headers()).await;
         }
+        // `<name>/status` of a resource without a status subresource is an unknown path to
+        // the apiserver (a name cannot hold a `/`, so `cm1%2Fstatus` is the same path).
+        if info.subresource == "status"
+            && !yurt_core::validation::has_status_subresource(&info.api_group, &info.resource)
+        {
+            return Status::path_not_found().to_response();
+        }
+        if let Some(st) = yurt_core::request::resource_version_status(
+            info.verb.as_str(),
+            &info.api_group,
+            &info.resource,
+            &info.name,
+            info.options.resource_version.as_deref().unwrap_or(""),
+        ) {
+            return st.to_response();
+        }
         // kubectl's `get` asks for a server-side Table first: build it from the cached objects.
         let table = req
             .headers()
@@ -269,7 +286,43 @@ impl LocalServer {
                 let resp = read::list(&self.inner, &info, &component).await;
                 read::as_table(&self.inner, resp, &info, include, true).await
             }
-            _ => self.serve_plain(req, info, component).await,
+            _ if crate::cache::policy::accept(req.headers())
+                == crate::cache::policy::Accept::Json =>
+            {
+                // Online, the cache layer asks upstream for JSON whenever the client takes
+                // it, so the client gets JSON: the same here.
+                self.serve_plain(req, info, component).await
+            }
+            _ => {
+                // A client that takes no JSON: the encoding the apiserver would answer in,
+                // protobuf for one object of a kind `yurt_core::protobuf` encodes, else 406
+                // with the apiserver's list (YAML is named there but not produced offline).
+                let pb = info.subresource.is_empty()
+                    && matches!(
+                        info.verb,
+                        Verb::Get | Verb::Create | Verb::Update | Verb::Patch | Verb::Delete
+                    )
+                    && yurt_core::protobuf::kind_for_resource(
+                        &info.api_group,
+                        &info.api_version,
+                        &info.resource,
+                    )
+                    .is_some();
+                let accept = req
+                    .headers()
+                    .get_all(http::header::ACCEPT)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok());
+                match yurt_core::request::negotiate(accept, false, pb) {
+                    None => yurt_core::request::not_acceptable(info.verb != Verb::Watch, pb)
+                        .to_response(),
+                    Some(yurt_core::request::MediaType::Protobuf) => {
+                        let resp = self.serve_plain(req, info, component).await;
+                        read::as_protobuf(&self.inner, resp).await
+                    }
+                    Some(_) => self.serve_plain(req, info, component).await,
+                }
+            }
         }
     }
 

@@ -85,6 +85,41 @@ pub(super) async fn document(
     Status::path_not_found().to_response()
 }
 
+/// A successful offline JSON answer of one object re-encoded as protobuf (the client's
+/// `Accept` asked for it); any other answer (an error `Status`, a kind without a protobuf
+/// form) is returned as it is, as the apiserver answers a `Status` in JSON.
+pub(super) async fn as_protobuf(inner: &Arc<Inner>, resp: Response<Body>) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let is_json = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    if !resp.status().is_success() || !is_json {
+        return resp;
+    }
+    let (mut head, body) = resp.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_TABLE_SOURCE);
+    let bytes = match tokio::time::timeout(inner.store.op_timeout(), limited.collect()).await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) => return Status::internal(e).to_response(),
+        Err(_) => return store_failure(StoreError::Timeout(inner.store.op_timeout())),
+    };
+    let encoded = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| yurt_core::protobuf::encode(&v).ok());
+    match encoded {
+        Some(pb) => {
+            head.headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(yurt_core::protobuf::MEDIA_TYPE),
+            );
+            head.headers.remove(http::header::CONTENT_LENGTH);
+            Response::from_parts(head, Body::from(Bytes::from(pb)))
+        }
+        None => Response::from_parts(head, Body::from(bytes)),
+    }
+}
+
 /// Largest offline answer turned into a Table.
 const MAX_TABLE_SOURCE: usize = 64 << 20;
 

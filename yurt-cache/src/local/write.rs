@@ -7,6 +7,16 @@
 //! replays it with `Content-Type: application/json`); a kind the decoder does not convert is a
 //! 415 `Status` carrying the decoder's message, which names the kind. Patches stay JSON-based
 //! as in the apiserver.
+//!
+//! Nothing the apiserver would refuse is answered as a success, cached or journaled: every
+//! written object is checked with [`yurt_core::validation`] in the apiserver's order, with its
+//! answers. A create or update body that does not decode into the resource's type (a `kind`
+//! or `apiVersion` that is not the endpoint's, a ConfigMap value that is not a string, a
+//! Secret value that is not base64) is a 400; a patch whose result does not decode is a 422;
+//! a result that no longer names the URL's object (a strategic merge `$patch: delete` at the
+//! top empties it) is a 400, one with another uid a 409; invalid metadata (name, namespace,
+//! label keys and values, annotation keys and total size) is a 422 `Invalid` with one
+//! `details.causes` entry per problem.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -16,6 +26,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use yurt_core::patch::{PatchType, apply_patch};
+use yurt_core::validation::{self, NameRule};
 use yurt_core::{RequestInfo, Status, Verb, protobuf};
 
 use super::endpoints::pod_state;
@@ -34,6 +45,13 @@ async fn read_body(
     let limit = inner.config.max_body_bytes;
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => Ok((parts, c.to_bytes())),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_none() =>
+        {
+            // Not the size: the body itself is broken (a malformed chunked encoding).
+            Err(Status::bad_request("the request body could not be read").to_response())
+        }
         Err(e) => Err(Status::failure(
             yurt_core::StatusReason::RequestEntityTooLarge,
             format!("the request body could not be read (limit {limit} bytes): {e}"),
@@ -125,6 +143,31 @@ fn name_suffix() -> String {
         .collect()
 }
 
+/// The `kind` of the endpoint's objects: the protobuf table's, else a cached list's or
+/// object's, else `fallback` (the body's own).
+async fn endpoint_kind(inner: &Arc<Inner>, gvr: &Gvr, component: &str, fallback: &str) -> String {
+    if let Some(k) = protobuf::kind_for_resource(&gvr.group, &gvr.version, &gvr.resource) {
+        return k.kind.to_owned();
+    }
+    object_kind(inner, gvr, component)
+        .await
+        .unwrap_or_else(|| fallback.to_owned())
+}
+
+/// The 422 for invalid metadata of `obj`, if any (see the module docs).
+fn metadata_problems(
+    obj: &Value,
+    gvr: &Gvr,
+    kind: &str,
+    name: &str,
+    creating: bool,
+) -> Option<Response<Body>> {
+    let errors =
+        validation::validate_metadata(obj, NameRule::of(&gvr.group, &gvr.resource), creating);
+    (!errors.is_empty())
+        .then(|| validation::invalid_status(&gvr.group, kind, name, &errors).to_response())
+}
+
 fn is_event(gvr: &Gvr) -> bool {
     gvr.resource == "events" && (gvr.group.is_empty() || gvr.group == "events.k8s.io")
 }
@@ -146,25 +189,37 @@ pub(super) async fn create(
     };
     let sent = obj.clone();
     let gvr = gvr_of(info);
+    let kind = endpoint_kind(inner, &gvr, component, obj["kind"].as_str().unwrap_or("")).await;
+    if let Some(reason) = validation::decode_error(&obj, &gvr.group, &gvr.version, &kind) {
+        return validation::body_decode_status(&obj, &gvr.version, &kind, &reason).to_response();
+    }
+    // A cluster-scoped object's namespace is cleared, not refused.
+    if let Some(ns) = obj["metadata"]["namespace"].as_str()
+        && !ns.is_empty()
+        && !info.namespace.is_empty()
+        && ns != info.namespace
+    {
+        return Status::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )
+        .to_response();
+    }
     let mut name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
-    if name.is_empty() {
-        match obj["metadata"]["generateName"].as_str() {
-            Some(prefix) if !prefix.is_empty() => name = format!("{prefix}{}", name_suffix()),
-            _ => {
-                return Status::invalid(
-                    &info.api_group,
-                    obj["kind"].as_str().unwrap_or(""),
-                    "",
-                    "metadata.name: Required value: name or generateName is required",
-                )
-                .to_response();
-            }
-        }
+    if name.is_empty()
+        && let Some(prefix) = obj["metadata"]["generateName"].as_str()
+        && !prefix.is_empty()
+    {
+        name = format!("{prefix}{}", name_suffix());
     }
     if !obj["metadata"].is_object() {
         obj["metadata"] = Value::Object(Default::default());
     }
-    obj["metadata"]["name"] = Value::String(name.clone());
+    if !name.is_empty() {
+        obj["metadata"]["name"] = Value::String(name.clone());
+    }
+    if let Some(resp) = metadata_problems(&obj, &gvr, &kind, &name, true) {
+        return resp;
+    }
     if !info.namespace.is_empty() {
         obj["metadata"]["namespace"] = Value::String(info.namespace.clone());
     }
@@ -268,13 +323,48 @@ pub(super) async fn modify(
         )
         .to_response()
     };
+    let kind = cached_v["kind"].as_str().unwrap_or("").to_owned();
+    let kind = if kind.is_empty() {
+        endpoint_kind(inner, &gvr, component, "").await
+    } else {
+        kind
+    };
+    let cached_uid = cached_v["metadata"]["uid"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
     let changed = match patch_type {
         Some(pt) => {
-            let kind = cached_v["kind"].as_str().unwrap_or("");
-            let patched = match apply_patch(pt, &cached_v, &raw, (&gvr.group, &gvr.version, kind)) {
-                Ok(v) => v,
-                Err(e) => return e.status().to_response(),
-            };
+            let mut patched =
+                match apply_patch(pt, &cached_v, &raw, (&gvr.group, &gvr.version, &kind)) {
+                    Ok(v) => v,
+                    Err(e) => return e.status().to_response(),
+                };
+            if pt == PatchType::Strategic
+                && let Some(m) = patched.as_object_mut()
+            {
+                // Strategic merge decodes the merged map field by field into the typed
+                // object: the type fields it carries are not checked (the type is the
+                // endpoint's).
+                for f in ["kind", "apiVersion"] {
+                    match cached_v.get(f) {
+                        Some(v) if m.contains_key(f) => {
+                            m.insert(f.to_owned(), v.clone());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if let Some(reason) =
+                validation::decode_error(&patched, &gvr.group, &gvr.version, &kind)
+            {
+                let value = if pt == PatchType::Strategic {
+                    validation::go_map_text(&serde_json::from_slice(&raw).unwrap_or(Value::Null))
+                } else {
+                    patched.to_string()
+                };
+                return validation::patch_decode_status(&value, &reason).to_response();
+            }
             if patched["metadata"]["resourceVersion"]
                 .as_str()
                 .unwrap_or(&cached_rv)
@@ -286,14 +376,9 @@ pub(super) async fn modify(
         }
         None => {
             let new = update.clone().unwrap_or_default();
-            if let Some(n) = new["metadata"]["name"].as_str()
-                && n != info.name
-            {
-                return Status::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({})",
-                    info.name
-                ))
-                .to_response();
+            if let Some(reason) = validation::decode_error(&new, &gvr.group, &gvr.version, &kind) {
+                return validation::body_decode_status(&new, &gvr.version, &kind, &reason)
+                    .to_response();
             }
             match new["metadata"]["resourceVersion"].as_str() {
                 Some(rv) if !rv.is_empty() && rv != cached_rv => return conflict(),
@@ -302,6 +387,16 @@ pub(super) async fn modify(
             new
         }
     };
+    if let Err(st) = validation::check_patched_identity(
+        &changed,
+        &gvr.group,
+        &gvr.resource,
+        &info.namespace,
+        &info.name,
+        &cached_uid,
+    ) {
+        return st.to_response();
+    }
     // What the apiserver would keep: on /status only the status changes; on the object
     // itself the status stays (built-in kinds with a status subresource ignore it there),
     // and server-managed metadata stays.
@@ -325,6 +420,9 @@ pub(super) async fn modify(
         }
     }
     result["metadata"]["resourceVersion"] = Value::String(cached_rv.clone());
+    if let Some(resp) = metadata_problems(&result, &gvr, &kind, &info.name, false) {
+        return resp;
+    }
     let object = match Object::from_value(&result) {
         Ok(o) => o,
         Err(e) => {

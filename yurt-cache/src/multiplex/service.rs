@@ -300,9 +300,16 @@ async fn serve(
         s => match parse_rv(Some(s)) {
             Some(rv) => Some(rv),
             None => {
-                return status_response(&Status::bad_request(format!(
-                    "invalid resource version: {s:?}"
-                )));
+                // As kube-apiserver refuses it for this verb (list 400, watch 422).
+                let st = yurt_core::request::resource_version_status(
+                    info.verb.as_str(),
+                    &info.api_group,
+                    &info.resource,
+                    &info.name,
+                    s,
+                )
+                .unwrap_or_else(|| Status::bad_request(format!("invalid resource version: {s:?}")));
+                return status_response(&st);
             }
         },
     };

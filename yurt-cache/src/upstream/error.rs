@@ -26,6 +26,18 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// The client's own request body failed while it was being sent to `server` (a malformed
+    /// chunked encoding, a client that hung up mid-body); the exchange was abandoned. Over
+    /// HTTP/2 hyper resets the stream, over HTTP/1 it closes the connection, so the failure is
+    /// recognised by watching the body, not by the transport's error.
+    #[error("the request body for {server} could not be read: {source}")]
+    RequestBody {
+        /// The server's URI.
+        server: String,
+        /// The body's error.
+        #[source]
+        source: BoxError,
+    },
     /// A server address cannot be used (no scheme or host, a scheme other than http/https).
     #[error("invalid server address {server:?}: {reason}")]
     InvalidServer {
@@ -56,9 +68,12 @@ impl Error {
     }
 
     /// The Kubernetes `Status` the service edge answers with: 503 ServiceUnavailable when no
-    /// server could be reached or none is healthy, 500 InternalError for configuration errors.
+    /// server could be reached or none is healthy, 500 InternalError for configuration errors,
+    /// and 400 BadRequest (as kube-apiserver answers) when the client's request body could not
+    /// be read ([`Error::RequestBody`]): that is the client's fault, not the server's.
     pub fn to_status(&self) -> Status {
         match self {
+            Error::RequestBody { .. } => Status::bad_request("the request body could not be read"),
             Error::Connect { .. } | Error::Upstream { .. } | Error::NoHealthyUpstream => {
                 Status::service_unavailable(self.to_string())
             }

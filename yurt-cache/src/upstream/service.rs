@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 use http::header::{self, HeaderMap, HeaderName};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
+use http_body::Body as _;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::pem::PemObject;
@@ -209,6 +210,15 @@ impl UpstreamClient {
         } else {
             &self.hub
         };
+        // Remember a failure of the client's body: the transport reports it only as a reset
+        // stream or a closed connection.
+        let body_error = Arc::new(std::sync::Mutex::new(None));
+        let req = if req.body().is_end_stream() {
+            req
+        } else {
+            let error = body_error.clone();
+            req.map(|inner| Body::new(WatchedBody { inner, error }))
+        };
         let fut = client.request(req);
         ResponseFuture(Box::pin(async move {
             match fut.await {
@@ -216,6 +226,13 @@ impl UpstreamClient {
                     let (mut parts, body) = resp.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
                     Ok(Response::from_parts(parts, Body::new(body)))
+                }
+                Err(e) if let Some(source) = take_body_error(&body_error) => {
+                    tracing::debug!(error = %e, "the request body failed while it was sent");
+                    Err(Error::RequestBody {
+                        server: name,
+                        source,
+                    })
                 }
                 Err(e) if e.is_connect() => Err(Error::Connect {
                     server: name,
@@ -227,6 +244,47 @@ impl UpstreamClient {
                 }),
             }
         }))
+    }
+}
+
+/// Where a request body's failure is kept for [`UpstreamClient::send`].
+type BodyErrorSlot = Arc<std::sync::Mutex<Option<String>>>;
+
+/// The recorded body failure, if any, as an error.
+fn take_body_error(slot: &BodyErrorSlot) -> Option<crate::body::BoxError> {
+    let taken = slot.lock().ok()?.take()?;
+    Some(taken.into())
+}
+
+/// A request body that records its first error in a slot before passing it on.
+struct WatchedBody {
+    inner: Body,
+    error: BodyErrorSlot,
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = &polled
+            && let Ok(mut slot) = self.error.lock()
+        {
+            slot.get_or_insert_with(|| e.to_string());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -1,9 +1,11 @@
 //! Integration tests of yurt-cache, one binary: store semantics, integrity and quarantine,
 //! crash consistency under SIGKILL, recovery from a full disk, private file modes; the proxy
 //! layers (request info, upstream client, health checker, balancer, cache) and the listeners'
-//! limits against TestApiServers over loopback.
+//! limits against TestApiServers over loopback; online and offline answers compared request by
+//! request.
 
 mod admin;
+mod agree;
 mod balancer;
 mod cache;
 mod clients;

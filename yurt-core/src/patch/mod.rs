@@ -88,6 +88,8 @@ use serde_json::Value;
 
 use crate::status::{Status, StatusReason};
 
+/// Go's `%v` form of a JSON value, for validation messages that quote a patch.
+pub(crate) use go::fmt_v as go_fmt_v;
 pub use json::json_patch;
 pub use merge::merge_patch;
 pub use meta::SchemaRef;

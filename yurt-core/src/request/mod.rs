@@ -32,12 +32,14 @@
 //! assert_eq!((info.verb, info.subresource.as_str()), (Verb::Connect, "exec"));
 //! ```
 
+mod accept;
 mod error;
 mod info;
 mod options;
 mod verb;
 
+pub use accept::{MediaType, negotiate, not_acceptable};
 pub use error::RequestError;
 pub use info::RequestInfo;
-pub use options::ListOptions;
+pub use options::{ListOptions, resource_version_error, resource_version_status};
 pub use verb::Verb;

@@ -165,6 +165,72 @@ impl ListOptions {
     }
 }
 
+/// Why the apiserver's storage refuses `resource_version`, as its field error
+/// (`resourceVersion: Invalid value: "abc": strconv.ParseUint: parsing "abc": invalid syntax`);
+/// `None` for a valid one (empty, or an unsigned 64-bit decimal integer). kube-apiserver
+/// answers the error on a list as 400 `invalid resource version: <error>`, on a watch as 422
+/// `Invalid`, and on a get as a 500 without reason carrying the error's text.
+///
+/// ```
+/// use yurt_core::request::resource_version_error;
+///
+/// assert!(resource_version_error("42").is_none());
+/// assert_eq!(
+///     resource_version_error("abc").unwrap().to_string(),
+///     r#"resourceVersion: Invalid value: "abc": strconv.ParseUint: parsing "abc": invalid syntax"#
+/// );
+/// ```
+pub fn resource_version_error(resource_version: &str) -> Option<crate::validation::FieldError> {
+    if resource_version.is_empty() {
+        return None;
+    }
+    let digits = resource_version.bytes().all(|b| b.is_ascii_digit());
+    let why = if !digits {
+        "invalid syntax"
+    } else if resource_version.parse::<u64>().is_err() {
+        "value out of range"
+    } else {
+        return None;
+    };
+    let q = crate::validation::go_quote(resource_version);
+    Some(crate::validation::FieldError::invalid(
+        "resourceVersion",
+        resource_version,
+        format!("strconv.ParseUint: parsing {q}: {why}"),
+    ))
+}
+
+/// The Status kube-apiserver answers a request of `verb` (`get`, `list` or `watch`) on
+/// `resource` in `group` (object `name`, if any) whose `resourceVersion` parameter is refused
+/// by [`resource_version_error`]; `None` when it is accepted or the verb does not read it.
+pub fn resource_version_status(
+    verb: &str,
+    group: &str,
+    resource: &str,
+    name: &str,
+    resource_version: &str,
+) -> Option<crate::status::Status> {
+    use crate::status::{Status, StatusReason};
+    let error = resource_version_error(resource_version)?;
+    match verb {
+        "list" => Some(Status::bad_request(format!(
+            "invalid resource version: {error}"
+        ))),
+        "watch" => Some(crate::validation::invalid_status(
+            group,
+            resource,
+            name,
+            &[error],
+        )),
+        "get" => {
+            let mut st = Status::failure(StatusReason::InternalError, error.to_string());
+            st.reason = None;
+            Some(st)
+        }
+        _ => None,
+    }
+}
+
 /// The value of a string option, unless unset or empty (both mean absent).
 fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())

@@ -70,10 +70,20 @@ impl Selectors {
     }
 }
 
-/// Parses a resourceVersion parameter.
-pub(crate) fn parse_rv(s: &str) -> Result<u64, Fail> {
-    s.parse::<u64>()
-        .map_err(|_| Status::bad_request(format!("invalid resource version: {s:?}")).into())
+/// Parses a resourceVersion parameter; refused as kube-apiserver refuses it for the
+/// request's verb (list 400, watch 422, get 500).
+pub(crate) fn parse_rv(ctx: &Ctx<'_>, s: &str) -> Result<u64, Fail> {
+    s.parse::<u64>().map_err(|_| {
+        yurt_core::request::resource_version_status(
+            ctx.info.verb.as_str(),
+            &ctx.def.group,
+            &ctx.def.plural,
+            &ctx.info.name,
+            s,
+        )
+        .unwrap_or_else(|| Status::bad_request(format!("invalid resource version: {s:?}")))
+        .into()
+    })
 }
 
 /// Waits (up to 3 s) until the store reaches `rv`; 504 "Too large resource version" if not.
@@ -115,7 +125,7 @@ pub(crate) fn invalid_options(errors: &[(&str, String)]) -> Status {
 /// GET of one object.
 pub(crate) async fn get(ctx: &Ctx<'_>) -> Reply {
     if let Some(rv) = ctx.info.options.resource_version.as_deref() {
-        wait_for_rv(ctx, parse_rv(rv)?).await?;
+        wait_for_rv(ctx, parse_rv(ctx, rv)?).await?;
     }
     let key = object_key(&ctx.namespace, &ctx.info.name);
     let obj = ctx
@@ -180,10 +190,10 @@ pub(crate) async fn list(ctx: &Ctx<'_>) -> Reply {
             limit = None;
             ReadAt::Latest
         }
-        (None, n, Some("Exact")) => ReadAt::Exact(parse_rv(n)?),
-        (None, n, Some(_)) => ReadAt::AtLeast(parse_rv(n)?),
-        (None, n, None) if limit.is_some() => ReadAt::Exact(parse_rv(n)?),
-        (None, n, None) => ReadAt::AtLeast(parse_rv(n)?),
+        (None, n, Some("Exact")) => ReadAt::Exact(parse_rv(ctx, n)?),
+        (None, n, Some(_)) => ReadAt::AtLeast(parse_rv(ctx, n)?),
+        (None, n, None) if limit.is_some() => ReadAt::Exact(parse_rv(ctx, n)?),
+        (None, n, None) => ReadAt::AtLeast(parse_rv(ctx, n)?),
     };
     match at {
         ReadAt::AtLeast(n) | ReadAt::Exact(n) => wait_for_rv(ctx, n).await?,

@@ -19,6 +19,7 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 use yurt_core::patch::{PatchType, apply_patch};
 use yurt_core::status::Status;
+use yurt_core::validation;
 
 use super::{Ctx, Fail, Reply};
 use crate::admission::{self, Operation};
@@ -109,6 +110,36 @@ fn ensure_namespace(ctx: &Ctx<'_>, obj: &mut Value) -> Result<(), Fail> {
     .into())
 }
 
+/// The shared name rule of `def` (see [`yurt_core::validation`]).
+fn name_rule(def: &ResourceDef) -> validation::NameRule {
+    match def.behaviour.name_rule {
+        meta::NameRule::Subdomain => validation::NameRule::Subdomain,
+        meta::NameRule::Label => validation::NameRule::Label,
+        meta::NameRule::PathSegment => validation::NameRule::PathSegment,
+    }
+}
+
+/// Decoding of a create or update body into the resource's type, as kube-apiserver decodes
+/// it: a checked field of the wrong JSON type, or another kind or version, is a 400.
+pub(crate) fn check_body_decodes(def: &ResourceDef, obj: &Value) -> Result<(), Fail> {
+    match validation::decode_error(obj, &def.group, &def.version, &def.kind) {
+        Some(reason) => {
+            Err(validation::body_decode_status(obj, &def.version, &def.kind, &reason).into())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Metadata validation (names, namespace, labels, annotations) with the apiserver's 422.
+fn check_metadata(def: &ResourceDef, obj: &Value, creating: bool) -> Result<(), Fail> {
+    let errors = validation::validate_metadata(obj, name_rule(def), creating);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let name = meta_str(obj, "name");
+    Err(validation::invalid_status(&def.group, &def.kind, name, &errors).into())
+}
+
 /// 422 naming the object and a field problem.
 pub(crate) fn invalid(def: &ResourceDef, name: &str, field: &str, why: &str) -> Status {
     Status::invalid(&def.group, &def.kind, name, &format!("{field}: {why}")).with_cause(
@@ -121,6 +152,7 @@ pub(crate) fn invalid(def: &ResourceDef, name: &str, field: &str, why: &str) -> 
 /// Creates an object from its served form: mutating admission, the kind's defaults and checks,
 /// validating admission, then the write.
 pub(crate) async fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Written, Fail> {
+    check_body_decodes(&ctx.def, &obj)?;
     check_type(&ctx.def, &mut obj)?;
     ensure_namespace(ctx, &mut obj)?;
     decode_custom(&ctx.def, &mut obj);
@@ -135,26 +167,7 @@ pub(crate) async fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Writte
     }
     let mut name = meta_str(&obj, "name").to_owned();
     let generate = meta_str(&obj, "generateName").to_owned();
-    if name.is_empty() && generate.is_empty() {
-        return Err(invalid(
-            &ctx.def,
-            "",
-            "metadata.name",
-            "Required value: name or generateName is required",
-        )
-        .into());
-    }
-    if !name.is_empty()
-        && let Some(why) = meta::validate_name(&name, ctx.def.behaviour.name_rule)
-    {
-        return Err(invalid(
-            &ctx.def,
-            &name,
-            "metadata.name",
-            &format!("Invalid value: {name:?}: {why}"),
-        )
-        .into());
-    }
+    check_metadata(&ctx.def, &obj, true)?;
     prepare_create(ctx, &mut obj)?;
     admission::check_configuration(&ctx.def, &obj)?;
     if !meta_str(&obj, "resourceVersion").is_empty() {
@@ -467,6 +480,9 @@ pub(crate) fn register_crd(shared: &crate::server::Shared, crd: &Value) {
 /// PUT of an object (or of a subresource, `sub`).
 pub(crate) async fn update(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
     let mut body = ctx.body_object()?;
+    if sub.is_none() || sub == Some("status") {
+        check_body_decodes(&ctx.def, &body)?;
+    }
     if sub.is_none()
         || matches!(
             sub,
@@ -792,6 +808,7 @@ pub(crate) fn merge_update(
     }
     admission::check_configuration(def, &result)?;
     metadata_mut(&mut result).insert("resourceVersion".into(), json!(old_rv));
+    check_metadata(def, &result, false)?;
     if def.behaviour.special == Special::Pod {
         default_container_statuses(&mut result);
     }
@@ -965,13 +982,35 @@ pub(crate) async fn patch(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
             if !patched.is_object() {
                 return Err(Status::bad_request("the patched object is not a JSON object").into());
             }
-            if meta_str(&patched, "name") != name {
-                return Err(Status::bad_request(format!(
-                    "the name of the object ({}) does not match the name on the URL ({name})",
-                    meta_str(&patched, "name")
-                ))
-                .into());
+            if patch_type == PatchType::Strategic
+                && let Some(m) = patched.as_object_mut()
+            {
+                // Strategic merge decodes the merged map field by field into the typed
+                // object: its type fields are not checked.
+                for f in ["kind", "apiVersion"] {
+                    if let (Some(v), true) = (current.get(f), m.contains_key(f)) {
+                        m.insert(f.to_owned(), v.clone());
+                    }
+                }
             }
+            if let Some(reason) =
+                validation::decode_error(&patched, &def.group, &def.version, &def.kind)
+            {
+                let value = if patch_type == PatchType::Strategic {
+                    validation::go_map_text(&serde_json::from_slice(&body).unwrap_or(Value::Null))
+                } else {
+                    patched.to_string()
+                };
+                return Err(validation::patch_decode_status(&value, &reason).into());
+            }
+            validation::check_patched_identity(
+                &patched,
+                &def.group,
+                &def.plural,
+                &ctx.namespace,
+                &name,
+                meta_str(current, "uid"),
+            )?;
             check_type(&def, &mut patched)?;
             Ok(patched)
         },

@@ -103,7 +103,7 @@ pub(crate) async fn watch(ctx: &Ctx<'_>) -> Reply {
     let rv_param = opts.resource_version.as_deref().unwrap_or("");
     let requested = match rv_param {
         "" | "0" => None,
-        n => Some(parse_rv(n)?),
+        n => Some(parse_rv(ctx, n)?),
     };
     let allow_bookmarks = opts.allow_watch_bookmarks;
     let start = match (opts.send_initial_events, requested) {
