@@ -228,7 +228,10 @@ pub fn decode_admission_review(body: &[u8]) -> Result<AdmissionReview, ReviewErr
             "AdmissionReview: request.oldObject is required for UPDATE".into(),
         ));
     }
-    for (field, v) in [("object", &request.object), ("oldObject", &request.old_object)] {
+    for (field, v) in [
+        ("object", &request.object),
+        ("oldObject", &request.old_object),
+    ] {
         if v.as_ref().is_some_and(|v| !v.is_object() && !v.is_null()) {
             return Err(ReviewError(format!(
                 "AdmissionReview: request.{field} must be a JSON object"
@@ -323,7 +326,10 @@ mod tests {
             (b"".to_vec(), "empty"),
             (b"{".to_vec(), "not valid JSON"),
             (b"[]".to_vec(), "JSON object"),
-            (br#"{"kind":"AdmissionReview"}"#.to_vec(), "apiVersion is missing"),
+            (
+                br#"{"kind":"AdmissionReview"}"#.to_vec(),
+                "apiVersion is missing",
+            ),
             (
                 br#"{"apiVersion":"admission.k8s.io/v2","kind":"AdmissionReview","request":{}}"#
                     .to_vec(),
@@ -338,15 +344,54 @@ mod tests {
                 "request is missing",
             ),
             (review(json!({"uid": "u"})), "invalid request"),
-            (review({ let mut b = base("CREATE"); b["uid"] = json!(""); b }), "uid is empty"),
-            (review({ let mut b = base("PATCH"); b["uid"] = json!("x"); b }), "invalid request"),
-            (review({ let mut b = base("CREATE"); b["object"] = Value::Null; b }), "object is required"),
-            (review({ let mut b = base("UPDATE"); b["oldObject"] = json!(3); b }), "oldObject is required"),
-            (review({ let mut b = base("DELETE"); b["object"] = json!("x"); b }), "must be a JSON object"),
+            (
+                review({
+                    let mut b = base("CREATE");
+                    b["uid"] = json!("");
+                    b
+                }),
+                "uid is empty",
+            ),
+            (
+                review({
+                    let mut b = base("PATCH");
+                    b["uid"] = json!("x");
+                    b
+                }),
+                "invalid request",
+            ),
+            (
+                review({
+                    let mut b = base("CREATE");
+                    b["object"] = Value::Null;
+                    b
+                }),
+                "object is required",
+            ),
+            (
+                review({
+                    let mut b = base("UPDATE");
+                    b["oldObject"] = json!(3);
+                    b
+                }),
+                "oldObject is required",
+            ),
+            (
+                review({
+                    let mut b = base("DELETE");
+                    b["object"] = json!("x");
+                    b
+                }),
+                "must be a JSON object",
+            ),
         ];
         for (body, want) in cases {
             let err = decode_admission_review(&body).unwrap_err();
-            assert!(err.0.contains(want), "{:?}: {err}", String::from_utf8_lossy(&body));
+            assert!(
+                err.0.contains(want),
+                "{:?}: {err}",
+                String::from_utf8_lossy(&body)
+            );
         }
     }
 

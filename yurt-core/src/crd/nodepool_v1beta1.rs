@@ -172,7 +172,11 @@ pub fn to_v1beta2(pool: &NodePool) -> v1beta2::NodePool {
             };
             // The stash holds defaults-free v1beta2 fields: drop the defaults filled above so an
             // unset field stays unset.
-            for k in ["interConnectivity", "leaderElectionStrategy", "leaderReplicas"] {
+            for k in [
+                "interConnectivity",
+                "leaderElectionStrategy",
+                "leaderReplicas",
+            ] {
                 merged.remove(k);
             }
             merged.extend(extra.clone());
@@ -233,14 +237,20 @@ pub struct ConversionError(pub String);
 /// Converts one NodePool object given as JSON (as a conversion webhook receives it) to
 /// `desired_api_version` (`apps.openyurt.io/v1beta1` or `/v1beta2`). An object already at the
 /// desired version is returned unchanged.
-pub fn convert_nodepool(object: &Value, desired_api_version: &str) -> Result<Value, ConversionError> {
+pub fn convert_nodepool(
+    object: &Value,
+    desired_api_version: &str,
+) -> Result<Value, ConversionError> {
     const V1BETA1: &str = "apps.openyurt.io/v1beta1";
     const V1BETA2: &str = "apps.openyurt.io/v1beta2";
     let from = object
         .get("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if kind != "NodePool" {
         return Err(ConversionError(format!(
             "cannot convert kind {kind:?}: only NodePool is served by this webhook"
@@ -278,11 +288,13 @@ mod tests {
 
     #[test]
     fn up_fills_upstream_defaults() {
-        let old = v1(json!({"apiVersion": "apps.openyurt.io/v1beta1", "kind": "NodePool",
+        let old = v1(
+            json!({"apiVersion": "apps.openyurt.io/v1beta1", "kind": "NodePool",
             "metadata": {"name": "hz", "labels": {"a": "b"}},
             "spec": {"type": "Edge", "hostNetwork": true, "labels": {"x": "y"},
                      "taints": [{"key": "k", "effect": "NoSchedule"}]},
-            "status": {"readyNodeNum": 2, "unreadyNodeNum": 1, "nodes": ["a", "b", "c"]}}));
+            "status": {"readyNodeNum": 2, "unreadyNodeNum": 1, "nodes": ["a", "b", "c"]}}),
+        );
         let new = to_v1beta2(&old);
         assert_eq!(new.spec.inter_connectivity, Some(false));
         assert_eq!(
@@ -353,12 +365,23 @@ mod tests {
         let down = convert_nodepool(&up, "apps.openyurt.io/v1beta1").unwrap();
         assert_eq!(down["apiVersion"], "apps.openyurt.io/v1beta1");
         assert_eq!(down["spec"], obj["spec"]);
-        assert_eq!(convert_nodepool(&obj, "apps.openyurt.io/v1beta1").unwrap(), obj);
+        assert_eq!(
+            convert_nodepool(&obj, "apps.openyurt.io/v1beta1").unwrap(),
+            obj
+        );
         for (o, v, want) in [
-            (json!({"apiVersion": "v1", "kind": "Pod"}), "apps.openyurt.io/v1beta2", "kind"),
+            (
+                json!({"apiVersion": "v1", "kind": "Pod"}),
+                "apps.openyurt.io/v1beta2",
+                "kind",
+            ),
             (obj.clone(), "apps.openyurt.io/v1alpha1", "unsupported"),
-            (json!({"apiVersion": "apps.openyurt.io/v1beta1", "kind": "NodePool",
-                    "spec": {"type": "Fog"}}), "apps.openyurt.io/v1beta2", "invalid"),
+            (
+                json!({"apiVersion": "apps.openyurt.io/v1beta1", "kind": "NodePool",
+                    "spec": {"type": "Fog"}}),
+                "apps.openyurt.io/v1beta2",
+                "invalid",
+            ),
         ] {
             let err = convert_nodepool(&o, v).unwrap_err();
             assert!(err.0.contains(want), "{err}");

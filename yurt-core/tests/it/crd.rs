@@ -450,7 +450,11 @@ fn definitions_match_upstream() {
                     service.name.as_str(),
                     service.path.as_deref()
                 ),
-                ("kube-system", "yurt-manager-webhook-service", Some("/convert"))
+                (
+                    "kube-system",
+                    "yurt-manager-webhook-service",
+                    Some("/convert")
+                )
             );
         } else {
             assert!(

@@ -24,6 +24,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use rustls::client::danger::ServerCertVerifier as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 /// Secret key of the CA certificate (PEM).
@@ -357,7 +358,11 @@ mod tests {
     use super::*;
 
     fn names() -> Vec<String> {
-        dns_names("yurt-manager-webhook-service", "kube-system", Some("127.0.0.1"))
+        dns_names(
+            "yurt-manager-webhook-service",
+            "kube-system",
+            Some("127.0.0.1"),
+        )
     }
 
     #[test]

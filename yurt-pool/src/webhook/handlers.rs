@@ -13,7 +13,8 @@
 use serde_json::{Map, Value, json};
 use yurt_core::Status;
 use yurt_core::admission::{AdmissionRequest, Operation};
-use yurt_core::crd::{NodePool, default_pool_scope_metadata};
+use yurt_core::crd::NodePool;
+use yurt_core::crd::nodepool::default_pool_scope_metadata;
 use yurt_core::wellknown::{node, pool as apps};
 
 use super::review::Verdict;
@@ -89,7 +90,7 @@ pub fn default_node(node_obj: &Value, pool: Option<&NodePool>) -> Verdict {
         return Verdict::Allow;
     };
     let Some(pool) = pool else {
-        return Verdict::Deny(Status::not_found(NODEPOOL_GROUP, "nodepools", &pool_name));
+        return Verdict::deny(Status::not_found(NODEPOOL_GROUP, "nodepools", &pool_name));
     };
     let mut out = node_obj.clone();
     if label(node_obj, node::NODEPOOL_LABEL).is_empty() {
@@ -159,7 +160,7 @@ pub fn validate_node(req: &AdmissionRequest, namespace: &str) -> Verdict {
     } else {
         format!("[{}]", errors.join(", "))
     };
-    Verdict::Deny(Status::invalid("", "Node", name(new), &why))
+    Verdict::deny(Status::invalid("", "Node", name(new), &why))
 }
 
 /// NodePool defaulting (create).
@@ -194,9 +195,7 @@ pub fn default_nodepool(pool: &Value) -> Verdict {
     {
         spec.insert("leaderReplicas".into(), json!(1));
     }
-    let scope = spec
-        .entry("poolScopeMetadata")
-        .or_insert_with(|| json!([]));
+    let scope = spec.entry("poolScopeMetadata").or_insert_with(|| json!([]));
     if !scope.is_array() {
         *scope = json!([]);
     }
@@ -245,11 +244,16 @@ fn is_qualified_name(key: &str) -> bool {
 const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
 
 fn invalid_pool(pool: &Value, why: String) -> Verdict {
-    Verdict::Deny(Status::invalid(NODEPOOL_GROUP, "NodePool", name(pool), &why))
+    Verdict::deny(Status::invalid(
+        NODEPOOL_GROUP,
+        "NodePool",
+        name(pool),
+        &why,
+    ))
 }
 
 fn forbidden_pool(pool: &Value, why: &str) -> Verdict {
-    Verdict::Deny(Status::forbidden(
+    Verdict::deny(Status::forbidden(
         NODEPOOL_GROUP,
         "nodepools",
         name(pool),
@@ -270,9 +274,7 @@ fn spec_bool(pool: &Value, field: &str) -> bool {
 }
 
 fn validate_pool_spec(pool: &Value) -> Option<Verdict> {
-    let annotations = pool
-        .pointer("/spec/annotations")
-        .and_then(Value::as_object);
+    let annotations = pool.pointer("/spec/annotations").and_then(Value::as_object);
     if let Some(annotations) = annotations {
         let size: usize = annotations
             .iter()
@@ -347,9 +349,10 @@ pub fn validate_nodepool(req: &AdmissionRequest, has_members: bool) -> Verdict {
             Verdict::Allow
         }
         Operation::Delete => {
-            let pool = req.old_object.clone().unwrap_or_else(|| {
-                json!({"metadata": {"name": req.name}})
-            });
+            let pool = req
+                .old_object
+                .clone()
+                .unwrap_or_else(|| json!({"metadata": {"name": req.name}}));
             if has_members {
                 forbidden_pool(
                     &pool,
@@ -452,7 +455,7 @@ mod tests {
 
     fn denied(v: Verdict) -> Status {
         match v {
-            Verdict::Deny(s) => s,
+            Verdict::Deny(s) => *s,
             other => panic!("expected a denial, got {other:?}"),
         }
     }
@@ -478,7 +481,10 @@ mod tests {
             Some(&pool(json!({"type": "Edge", "hostNetwork": true}))),
         ));
         assert_eq!(out["metadata"]["labels"]["apps.openyurt.io/nodepool"], "hz");
-        assert_eq!(out["metadata"]["labels"]["nodepool.openyurt.io/type"], "edge");
+        assert_eq!(
+            out["metadata"]["labels"]["nodepool.openyurt.io/type"],
+            "edge"
+        );
         assert_eq!(
             out["metadata"]["labels"]["nodepool.openyurt.io/hostnetwork"],
             "true"
@@ -487,8 +493,15 @@ mod tests {
         let member = json!({"metadata": {"name": "n",
             "labels": {"apps.openyurt.io/nodepool": "hz"}}});
         let out = mutated(default_node(&member, Some(&pool(json!({"type": "Cloud"})))));
-        assert_eq!(out["metadata"]["labels"]["nodepool.openyurt.io/type"], "cloud");
-        assert!(out["metadata"]["labels"].get("nodepool.openyurt.io/hostnetwork").is_none());
+        assert_eq!(
+            out["metadata"]["labels"]["nodepool.openyurt.io/type"],
+            "cloud"
+        );
+        assert!(
+            out["metadata"]["labels"]
+                .get("nodepool.openyurt.io/hostnetwork")
+                .is_none()
+        );
         // A pool that does not exist: refused with the apiserver's NotFound words.
         let s = denied(default_node(&member, None));
         assert_eq!(s.code, 404);
@@ -499,12 +512,34 @@ mod tests {
     fn node_validate() {
         let node = |labels: Value| json!({"metadata": {"name": "n", "labels": labels}});
         let ok = |old: Value, new: Value, user: &str| {
-            validate_node(&request("UPDATE", node(new), node(old), user), "kube-system")
+            validate_node(
+                &request("UPDATE", node(new), node(old), user),
+                "kube-system",
+            )
         };
         // Adding and removing the pool label is fine; creating is not checked.
-        assert_eq!(ok(json!({}), json!({"apps.openyurt.io/nodepool": "a"}), "admin"), Verdict::Allow);
-        assert_eq!(ok(json!({"apps.openyurt.io/nodepool": "a"}), json!({}), "admin"), Verdict::Allow);
-        let create = request("CREATE", node(json!({"openyurt.io/is-edge-worker": "true"})), Value::Null, "admin");
+        assert_eq!(
+            ok(
+                json!({}),
+                json!({"apps.openyurt.io/nodepool": "a"}),
+                "admin"
+            ),
+            Verdict::Allow
+        );
+        assert_eq!(
+            ok(
+                json!({"apps.openyurt.io/nodepool": "a"}),
+                json!({}),
+                "admin"
+            ),
+            Verdict::Allow
+        );
+        let create = request(
+            "CREATE",
+            node(json!({"openyurt.io/is-edge-worker": "true"})),
+            Value::Null,
+            "admin",
+        );
         assert_eq!(validate_node(&create, "kube-system"), Verdict::Allow);
         // Changing it in place is not.
         let s = denied(ok(
@@ -528,7 +563,11 @@ mod tests {
         let edge = json!({"openyurt.io/is-edge-worker": "true"});
         assert_eq!(ok(json!({}), edge.clone(), "system:node:n"), Verdict::Allow);
         assert_eq!(
-            ok(json!({}), edge.clone(), &node_conversion_user("kube-system")),
+            ok(
+                json!({}),
+                edge.clone(),
+                &node_conversion_user("kube-system")
+            ),
             Verdict::Allow
         );
         let s = denied(ok(
@@ -536,68 +575,141 @@ mod tests {
             json!({"apps.openyurt.io/nodepool": "b", "openyurt.io/is-edge-worker": "true"}),
             "admin",
         ));
-        assert!(s.message.starts_with("Node \"n\" is invalid: ["), "{}", s.message);
-        assert!(s.message.contains("YurtNodeConversionController"), "{}", s.message);
+        assert!(
+            s.message.starts_with("Node \"n\" is invalid: ["),
+            "{}",
+            s.message
+        );
+        assert!(
+            s.message.contains("YurtNodeConversionController"),
+            "{}",
+            s.message
+        );
     }
 
     #[test]
     fn nodepool_default() {
-        let out = mutated(default_nodepool(&json!({"metadata": {"name": "hz"}, "spec": {}})));
+        let out = mutated(default_nodepool(
+            &json!({"metadata": {"name": "hz"}, "spec": {}}),
+        ));
         assert_eq!(out["spec"]["type"], "Edge");
-        assert_eq!(out["metadata"]["labels"]["nodepool.openyurt.io/type"], "edge");
+        assert_eq!(
+            out["metadata"]["labels"]["nodepool.openyurt.io/type"],
+            "edge"
+        );
         assert_eq!(out["spec"]["leaderElectionStrategy"], "random");
         assert_eq!(out["spec"]["leaderReplicas"], 1);
-        assert_eq!(out["status"], json!({"readyNodeNum": 0, "unreadyNodeNum": 0}));
+        assert_eq!(
+            out["status"],
+            json!({"readyNodeNum": 0, "unreadyNodeNum": 0})
+        );
         assert_eq!(
             out["spec"]["poolScopeMetadata"],
             json!([{"group": "", "version": "v1", "resource": "services"},
                    {"group": "discovery.k8s.io", "version": "v1", "resource": "endpointslices"}])
         );
         // Set values are kept; missing defaults appended once.
-        let out = mutated(default_nodepool(&json!({"metadata": {"name": "hz", "labels": {"x": "y"}},
+        let out = mutated(default_nodepool(
+            &json!({"metadata": {"name": "hz", "labels": {"x": "y"}},
             "spec": {"type": "Cloud", "leaderElectionStrategy": "mark", "leaderReplicas": 3,
                      "poolScopeMetadata": [{"group": "", "version": "v1", "resource": "services"},
-                                           {"group": "", "version": "v1", "resource": "configmaps"}]}})));
-        assert_eq!(out["metadata"]["labels"], json!({"x": "y", "nodepool.openyurt.io/type": "cloud"}));
+                                           {"group": "", "version": "v1", "resource": "configmaps"}]}}),
+        ));
+        assert_eq!(
+            out["metadata"]["labels"],
+            json!({"x": "y", "nodepool.openyurt.io/type": "cloud"})
+        );
         assert_eq!(out["spec"]["leaderElectionStrategy"], "mark");
         assert_eq!(out["spec"]["leaderReplicas"], 3);
-        assert_eq!(out["spec"]["poolScopeMetadata"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            out["spec"]["poolScopeMetadata"].as_array().unwrap().len(),
+            3
+        );
     }
 
     #[test]
     fn nodepool_validate() {
         let p = |spec: Value| json!({"metadata": {"name": "hz"}, "spec": spec});
         let good = json!({"type": "Edge", "leaderElectionStrategy": "random"});
-        assert_eq!(validate_nodepool(&request("CREATE", p(good.clone()), Value::Null, "a"), false), Verdict::Allow);
+        assert_eq!(
+            validate_nodepool(&request("CREATE", p(good.clone()), Value::Null, "a"), false),
+            Verdict::Allow
+        );
         let cases = [
-            (json!({"type": "Fog", "leaderElectionStrategy": "random"}), "spec.type: Invalid value: \"Fog\""),
-            (json!({"type": "Cloud", "hostNetwork": true, "leaderElectionStrategy": "random"}), "spec.hostNetwork"),
-            (json!({"type": "Edge", "leaderElectionStrategy": "vote"}), "leaderElectionStrategy"),
-            (json!({"type": "Edge", "leaderElectionStrategy": "random", "annotations": {"bad key!": "x"}}), "spec.annotations"),
+            (
+                json!({"type": "Fog", "leaderElectionStrategy": "random"}),
+                "spec.type: Invalid value: \"Fog\"",
+            ),
+            (
+                json!({"type": "Cloud", "hostNetwork": true, "leaderElectionStrategy": "random"}),
+                "spec.hostNetwork",
+            ),
+            (
+                json!({"type": "Edge", "leaderElectionStrategy": "vote"}),
+                "leaderElectionStrategy",
+            ),
+            (
+                json!({"type": "Edge", "leaderElectionStrategy": "random", "annotations": {"bad key!": "x"}}),
+                "spec.annotations",
+            ),
         ];
         for (spec, want) in cases {
-            let s = denied(validate_nodepool(&request("CREATE", p(spec), Value::Null, "a"), false));
+            let s = denied(validate_nodepool(
+                &request("CREATE", p(spec), Value::Null, "a"),
+                false,
+            ));
             assert_eq!(s.code, 422);
-            assert!(s.message.starts_with("NodePool.apps.openyurt.io \"hz\" is invalid: "), "{}", s.message);
+            assert!(
+                s.message
+                    .starts_with("NodePool.apps.openyurt.io \"hz\" is invalid: "),
+                "{}",
+                s.message
+            );
             assert!(s.message.contains(want), "{}", s.message);
         }
         // Updates: immutable fields.
-        for (field, value) in [("type", json!("Cloud")), ("hostNetwork", json!(true)), ("interConnectivity", json!(true))] {
+        for (field, value) in [
+            ("type", json!("Cloud")),
+            ("hostNetwork", json!(true)),
+            ("interConnectivity", json!(true)),
+        ] {
             let mut new = good.clone();
             new[field] = value;
-            let s = denied(validate_nodepool(&request("UPDATE", p(new), p(good.clone()), "a"), false));
+            let s = denied(validate_nodepool(
+                &request("UPDATE", p(new), p(good.clone()), "a"),
+                false,
+            ));
             assert_eq!(s.code, 403);
-            assert!(s.message.starts_with("nodepools.apps.openyurt.io \"hz\" is forbidden: "), "{}", s.message);
-            assert!(s.message.contains(&format!("spec.{field}: Forbidden")), "{}", s.message);
+            assert!(
+                s.message
+                    .starts_with("nodepools.apps.openyurt.io \"hz\" is forbidden: "),
+                "{}",
+                s.message
+            );
+            assert!(
+                s.message.contains(&format!("spec.{field}: Forbidden")),
+                "{}",
+                s.message
+            );
         }
         let mut labels_only = good.clone();
         labels_only["labels"] = json!({"a": "b"});
-        assert_eq!(validate_nodepool(&request("UPDATE", p(labels_only), p(good.clone()), "a"), false), Verdict::Allow);
+        assert_eq!(
+            validate_nodepool(
+                &request("UPDATE", p(labels_only), p(good.clone()), "a"),
+                false
+            ),
+            Verdict::Allow
+        );
         // Deletes: only empty pools.
         let del = request("DELETE", Value::Null, p(good), "a");
         assert_eq!(validate_nodepool(&del, false), Verdict::Allow);
         let s = denied(validate_nodepool(&del, true));
-        assert!(s.message.contains("cannot remove nonempty pool"), "{}", s.message);
+        assert!(
+            s.message.contains("cannot remove nonempty pool"),
+            "{}",
+            s.message
+        );
     }
 
     #[test]
@@ -619,7 +731,8 @@ mod tests {
         let out = mutated(default_pod(&pod));
         let want = json!({"key": "nodepool.openyurt.io/hostnetwork", "operator": "NotIn", "values": ["true"]});
         assert_eq!(
-            out["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"],
+            out["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                ["nodeSelectorTerms"],
             json!([{"matchExpressions": [want.clone()]}])
         );
         // Idempotent, and every existing term gets it.
@@ -629,7 +742,8 @@ mod tests {
                 {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
                 {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n"]}]}]}}}}});
         let out = mutated(default_pod(&two_terms));
-        let terms = &out["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
+        let terms = &out["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"];
         assert_eq!(terms[0]["matchExpressions"][1], want);
         assert_eq!(terms[1]["matchExpressions"][0], want);
         assert_eq!(terms[1]["matchFields"][0]["key"], "metadata.name");

@@ -17,7 +17,14 @@ pub enum Verdict {
     Mutate(Value),
     /// Refuse it; the Status message reaches the user after
     /// `admission webhook "<name>" denied the request: `.
-    Deny(Status),
+    Deny(Box<Status>),
+}
+
+impl Verdict {
+    /// A denial with `status`.
+    pub fn deny(status: Status) -> Verdict {
+        Verdict::Deny(Box::new(status))
+    }
 }
 
 /// The JSONPatch turning `original` into `mutated` (empty when they are equal).
@@ -121,8 +128,7 @@ mod tests {
     fn denial_carries_the_status() {
         let status = Status::forbidden("apps.openyurt.io", "nodepools", "p", "no");
         let body: Value =
-            serde_json::from_slice(&admission_response(&review(), Verdict::Deny(status)))
-                .unwrap();
+            serde_json::from_slice(&admission_response(&review(), Verdict::deny(status))).unwrap();
         assert_eq!(body["response"]["allowed"], false);
         assert_eq!(body["response"]["status"]["code"], 403);
         assert_eq!(
