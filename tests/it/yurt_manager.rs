@@ -82,6 +82,8 @@ fn help_says_what_it_is_and_what_it_listens_on() {
     for needle in [
         ":10271",
         ":10272",
+        ":10273",
+        "--webhook-port",
         "kube-apiserver",
         "Leader election:",
         "--controllers",
@@ -277,6 +279,10 @@ async fn two_replicas_one_leads_and_the_standby_takes_over() {
         "127.0.0.1:0",
         "--health-probe-addr",
         "127.0.0.1:0",
+        // Two replicas on one host cannot share the webhook port; the webhook server has its
+        // own tests.
+        "--webhook-port",
+        "0",
         "--leader-elect-lease-duration",
         "3s",
         "--leader-elect-renew-deadline",
