@@ -1,7 +1,8 @@
 //! Conversion between a served version and the stored form of an object.
 //!
-//! Most resources are stored in the version they are served in; only `apiVersion` differs
-//! between the versions of a custom resource (conversion strategy `None`). Events are stored
+//! Most resources are stored in the version they are served in. Custom resources are stored at
+//! their CRD's storage version; here only `apiVersion` changes between versions (conversion
+//! strategy `None`; the conversion module calls webhooks for strategy `Webhook`). Events are stored
 //! once and served both as core `v1` Events and as `events.k8s.io/v1` Events, with the field
 //! mapping kube-apiserver's conversion functions apply (`involvedObject` is `regarding`,
 //! `message` is `note`, `source` is `deprecatedSource`, ...).
@@ -35,9 +36,17 @@ pub(crate) fn to_served(def: &ResourceDef, stored: &Value) -> Value {
     v
 }
 
-/// The object as it is stored, from `def`'s version.
+/// The object as it is stored, from `def`'s version (custom resources: at the storage version,
+/// converting only `apiVersion`; see the conversion module for webhook conversion).
 pub(crate) fn to_stored(def: &ResourceDef, served: Value) -> Value {
     let mut v = served;
+    if def.behaviour.crd.is_some()
+        && let Some(map) = v.as_object_mut()
+    {
+        let storage = crate::conversion::storage_api_version(def);
+        map.insert("apiVersion".into(), Value::String(storage));
+        return v;
+    }
     if def.behaviour.conversion == Conversion::EventsV1
         && let Some(map) = v.as_object_mut()
     {

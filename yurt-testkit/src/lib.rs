@@ -39,6 +39,19 @@
 //!   cleanup, CSR signing, discovery (legacy and aggregated) and `/version`, OpenAPI v2/v3,
 //!   protobuf bodies for the kinds an edge node writes and kubectl's generators send, YAML
 //!   answers, health checks.
+//! - **Admission webhooks**: MutatingWebhookConfigurations and ValidatingWebhookConfigurations
+//!   are honoured on create, update, patch and delete (also of subresources): rules, namespace
+//!   and object selectors, `matchPolicy`, `failurePolicy`, `timeoutSeconds`, `sideEffects` on
+//!   dry run, JSONPatch mutations, `IfNeeded` reinvocation and warnings, with kube-apiserver's
+//!   AdmissionReview v1 requests and its denial and error texts. Webhooks are called over TLS
+//!   verified against `caBundle`; a `clientConfig.service` goes to the address set with
+//!   [`TestApiServer::route_service`], else to `127.0.0.1:<targetPort>` of that Service.
+//! - **CRD versions**: custom resources are stored at the CRD's storage version and served at
+//!   every served version, converted by `apiVersion` rewrite (strategy `None`) or by the CRD's
+//!   conversion webhook (ConversionReview v1) on reads, lists, watches and writes.
+//! - **Custom resource schemas**: unknown fields are pruned, defaults applied and the
+//!   version's structural `openAPIV3Schema` enforced (types, `required`, `enum`, `pattern`,
+//!   bounds, lengths, item counts, `nullable`) with kube-apiserver's 422 field errors.
 //! - **Faults**: [`go_down`](TestApiServer::go_down)/[`come_up`](TestApiServer::come_up),
 //!   [`restart`](TestApiServer::restart), [`blackhole`](TestApiServer::blackhole),
 //!   [`delay`](TestApiServer::delay), [`fail_next`](TestApiServer::fail_next),
@@ -83,15 +96,21 @@
 //!   Secret `type` (`Opaque`) and `stringData` merged into `data`,
 //!   Service ClusterIP (sequential from 10.96.0.2, without conflict checks), node ports and
 //!   defaults, CSR requester fields.
-//! - Custom resources: unknown fields are pruned by the structural schema, but there is no
-//!   OpenAPI validation, defaulting, CEL rules or conversion (versions differ in `apiVersion`
-//!   only); a CRD's resource is served as soon as it is created.
+//! - Custom resources: pruned, defaulted and validated against the version's structural schema
+//!   (see above), but without `anyOf`/`allOf`/`oneOf`/`not`, `format`, CEL rules
+//!   (`x-kubernetes-validations`), list/map-type uniqueness, ratcheting of unchanged invalid
+//!   fields, or defaulting on read; a CRD's resource is served as soon as it is created.
+//!   Server-side Tables of a custom resource are rendered without calling its conversion
+//!   webhook.
 //! - No `managedFields`; server-side apply is a merge without field ownership or conflicts.
 //! - `metadata.generation` is tracked for pods, workloads (apps, batch), PodDisruptionBudgets,
 //!   CRDs and custom resources only.
-//! - No admission besides NamespaceLifecycle; no authorization (every authenticated user may
-//!   do everything; access reviews always answer "allowed"); no impersonation, audit, priority
-//!   and fairness, or object size limit (request bodies are capped at 3 MiB).
+//! - Admission is NamespaceLifecycle plus webhooks (see above): no other built-in admission
+//!   plugin, no ValidatingAdmissionPolicy, and no `CONNECT` operations (there are no protocol
+//!   upgrades); a webhook on `scale` sees the parent object, not a `Scale`.
+//! - No authorization (every authenticated user may do everything; access reviews always
+//!   answer "allowed"); no impersonation, audit, priority and fairness, or object size limit
+//!   (request bodies are capped at 3 MiB).
 //! - Service-account tokens are opaque strings shaped like JWTs, accepted only by this server,
 //!   never expiring; bound object references are ignored.
 //!
@@ -127,8 +146,10 @@ pub mod chaos;
 pub mod kubeconfig;
 pub mod pki;
 
+mod admission;
 mod body;
 mod controllers;
+mod conversion;
 mod convert;
 mod csr;
 mod discovery;
@@ -138,10 +159,12 @@ mod meta;
 mod openapi;
 mod prune;
 mod registry;
+mod schema;
 mod server;
 mod storage;
 mod traffic;
 mod watch;
+mod webhook;
 
 pub use registry::{ResourceDef, Subresource};
 pub use server::{Error, Identity, TestApiServer, TestApiServerBuilder};

@@ -105,6 +105,8 @@ pub(crate) struct Behaviour {
     pub conversion: Conversion,
     /// For custom resources: the OpenAPI v3 schema of this version, used for pruning.
     pub schema: Option<Value>,
+    /// For custom resources: the storage version and conversion of their CRD.
+    pub crd: Option<Arc<crate::conversion::CrdVersions>>,
 }
 
 /// Resources with logic of their own.
@@ -158,6 +160,7 @@ impl ResourceDef {
                 storage_key: storage_key(group, plural),
                 conversion: Conversion::ApiVersion,
                 schema: None,
+                crd: None,
             },
             discovery: None,
         }
@@ -620,6 +623,7 @@ pub(crate) fn defs_from_crd(crd: &Value) -> Result<Vec<ResourceDef>, String> {
         .ok_or(
             "spec.versions: Invalid value: must have exactly one version marked as storage version",
         )?;
+    let crd_versions = crate::conversion::CrdVersions::from_crd_spec(spec).map(Arc::new);
     let mut out = Vec::new();
     for v in versions {
         if v["served"].as_bool() == Some(false) {
@@ -667,6 +671,7 @@ pub(crate) fn defs_from_crd(crd: &Value) -> Result<Vec<ResourceDef>, String> {
         def.behaviour.schema = v["schema"]["openAPIV3Schema"]
             .as_object()
             .map(|o| Value::Object(o.clone()));
+        def.behaviour.crd = crd_versions.clone();
         out.push(def);
     }
     Ok(out)

@@ -22,6 +22,7 @@ use yurt_core::status::Status;
 
 use super::read::Selectors;
 use super::{Ctx, Fail, Reply};
+use crate::admission;
 use crate::meta::{self, meta_str, metadata, metadata_mut};
 use crate::registry::{ResourceDef, Special};
 use crate::storage::{Obj, Txn, object_key};
@@ -79,19 +80,34 @@ pub(crate) async fn delete(ctx: &Ctx<'_>) -> Reply {
     let opts = DeleteOpts::parse(ctx)?;
     let key = object_key(&ctx.namespace, &ctx.info.name);
     let dry_run = ctx.dry_run();
+    let current = ctx
+        .shared
+        .store
+        .read(|t| t.get(ctx.storage(), &key))
+        .ok_or_else(|| ctx.not_found(&ctx.info.name))?;
+    admit_delete(ctx, &current.value).await?;
     let outcome = ctx
         .shared
         .store
         .write(|t| delete_one(&ctx.def, t, &key, &opts, dry_run))?;
-    Ok(match outcome {
+    match outcome {
         Deleted::Gone(obj) if !ctx.def.behaviour.return_deleted_object => {
-            crate::body::status(&success(&ctx.def, &obj.value))
+            Ok(crate::body::status(&success(&ctx.def, &obj.value)))
         }
         Deleted::Gone(obj) | Deleted::Pending(obj) => {
-            super::object_response(StatusCode::OK, &ctx.def, &obj)
+            super::object_response(ctx, StatusCode::OK, &obj).await
         }
-        Deleted::DryRun(v) => super::value_response(StatusCode::OK, &ctx.def, &v),
-    })
+        Deleted::DryRun(v) => super::value_response(ctx, StatusCode::OK, &v).await,
+    }
+}
+
+/// Admission of the deletion of `stored` (mutating webhooks are called too, as kube-apiserver
+/// calls them, but a DELETE has no object to change).
+async fn admit_delete(ctx: &Ctx<'_>, stored: &Value) -> Result<(), Fail> {
+    let old = crate::conversion::served(ctx.shared, &ctx.def, stored).await?;
+    let request = admission::Request::new(ctx, admission::Operation::Delete, None, Some(old));
+    admission::mutate(ctx, request.clone()).await?;
+    admission::validate(ctx, &request).await
 }
 
 /// The `Success` Status a completed delete answers with.
@@ -317,16 +333,24 @@ pub(crate) async fn delete_collection(ctx: &Ctx<'_>) -> Reply {
     let selectors = Selectors::parse(&ctx.def, &ctx.info.options)?;
     let ns = (!ctx.namespace.is_empty()).then_some(ctx.namespace.as_str());
     let dry_run = ctx.dry_run();
+    let matching: Vec<(String, Arc<Obj>)> = ctx
+        .shared
+        .store
+        .read(|t| t.list(ctx.storage(), ns))
+        .into_iter()
+        .filter(|(_, o)| selectors.matches(&o.value))
+        .collect();
+    // Each object is admitted as its own DELETE, as kube-apiserver deletes them one by one.
+    for (_, obj) in &matching {
+        admit_delete(ctx, &obj.value).await?;
+    }
     let deleted = ctx.shared.store.write(|t| -> Result<Vec<Arc<Obj>>, Fail> {
-        let keys: Vec<String> = t
-            .list(ctx.storage(), ns)
-            .into_iter()
-            .filter(|(_, o)| selectors.matches(&o.value))
-            .map(|(k, _)| k)
-            .collect();
         let mut out = Vec::new();
-        for key in keys {
-            match delete_one(&ctx.def, t, &key, &opts, dry_run)? {
+        for (key, _) in &matching {
+            if t.get(ctx.storage(), key).is_none() {
+                continue;
+            }
+            match delete_one(&ctx.def, t, key, &opts, dry_run)? {
                 Deleted::Gone(o) | Deleted::Pending(o) => out.push(o),
                 Deleted::DryRun(v) => out.push(Arc::new(Obj::new(v))),
             }
@@ -334,6 +358,7 @@ pub(crate) async fn delete_collection(ctx: &Ctx<'_>) -> Reply {
         Ok(out)
     })?;
     let rv = ctx.shared.store.current_rv();
+    let deleted = super::served_items(ctx, deleted).await?;
     Ok(super::read::list_response(
         &ctx.def,
         json!({"resourceVersion": rv.to_string()}),

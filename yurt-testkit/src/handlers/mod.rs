@@ -45,6 +45,8 @@ pub(crate) struct Ctx<'a> {
     pub user: Identity,
     pub parts: &'a Parts,
     pub body: Bytes,
+    /// Warnings for the client (`Warning` headers), e.g. from admission webhooks.
+    pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
 impl Ctx<'_> {
@@ -54,6 +56,14 @@ impl Ctx<'_> {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
+    }
+
+    /// Adds a warning for the client.
+    pub(crate) fn warn(&self, text: &str) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(text.to_owned());
     }
 
     /// Whether `dryRun=All` was asked for.
@@ -324,45 +334,89 @@ async fn resource_request(
         parts,
         body,
         info,
+        warnings: std::sync::Mutex::default(),
     };
+    let reply = dispatch(&ctx).await;
+    let warnings = std::mem::take(&mut *ctx.warnings.lock().unwrap_or_else(|e| e.into_inner()));
+    if warnings.is_empty() {
+        return reply;
+    }
+    let mut resp = reply.unwrap_or_else(|st| body::status(&st));
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::Value::String(w));
+        if let Ok(v) = http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// Runs the verb of a resource request.
+async fn dispatch(ctx: &Ctx<'_>) -> Reply {
+    let def = ctx.def.clone();
     let sub = ctx.info.subresource.clone();
     let verb = ctx.info.verb.clone();
     if !sub.is_empty() {
-        return subresources::dispatch(&ctx, &sub, &verb).await;
+        return subresources::dispatch(ctx, &sub, &verb).await;
     }
     let verb_name = verb.as_str();
     if !def.allows(verb_name) {
         return Err(Status::method_not_supported(&def.group, &def.plural, verb_name).into());
     }
     match verb {
-        Verb::Get => read::get(&ctx).await,
-        Verb::List => read::list(&ctx).await,
-        Verb::Watch => crate::watch::watch(&ctx).await,
-        Verb::Create => write::create(&ctx).await,
-        Verb::Update => write::update(&ctx, None).await,
-        Verb::Patch => write::patch(&ctx, None).await,
-        Verb::Delete => delete::delete(&ctx).await,
-        Verb::DeleteCollection => delete::delete_collection(&ctx).await,
+        Verb::Get => read::get(ctx).await,
+        Verb::List => read::list(ctx).await,
+        Verb::Watch => crate::watch::watch(ctx).await,
+        Verb::Create => write::create(ctx).await,
+        Verb::Update => write::update(ctx, None).await,
+        Verb::Patch => write::patch(ctx, None).await,
+        Verb::Delete => delete::delete(ctx).await,
+        Verb::DeleteCollection => delete::delete_collection(ctx).await,
         other => Err(Status::method_not_supported(&def.group, &def.plural, other.as_str()).into()),
     }
 }
 
-/// A JSON response holding one object as `def` serves it.
-pub(crate) fn object_response(
+/// A JSON response holding one stored object as the request's version serves it (through the
+/// CRD's conversion webhook when it has one).
+pub(crate) async fn object_response(
+    ctx: &Ctx<'_>,
     code: StatusCode,
-    def: &ResourceDef,
     obj: &crate::storage::Obj,
-) -> Response<Body> {
-    body::json(code, crate::convert::served_json(def, obj, false))
+) -> Reply {
+    if crate::conversion::needs_webhook(&ctx.def, &obj.value) {
+        return value_response(ctx, code, &obj.value).await;
+    }
+    Ok(body::json(
+        code,
+        crate::convert::served_json(&ctx.def, obj, false),
+    ))
 }
 
-/// A JSON response holding a (not stored) object value as `def` serves it.
-pub(crate) fn value_response(
-    code: StatusCode,
-    def: &ResourceDef,
-    stored: &Value,
-) -> Response<Body> {
-    body::json_value(code, &crate::convert::to_served(def, stored))
+/// A JSON response holding an object value in its stored form (not stored: dry run, deleted)
+/// as the request's version serves it.
+pub(crate) async fn value_response(ctx: &Ctx<'_>, code: StatusCode, stored: &Value) -> Reply {
+    let served = crate::conversion::served(ctx.shared, &ctx.def, stored).await?;
+    Ok(body::json_value(code, &served))
+}
+
+/// Stored objects ready to be listed at the request's version: as they are, unless the CRD's
+/// conversion webhook has to convert them (then all in one review).
+pub(crate) async fn served_items(
+    ctx: &Ctx<'_>,
+    items: Vec<Arc<crate::storage::Obj>>,
+) -> Result<Vec<Arc<crate::storage::Obj>>, Fail> {
+    if !items
+        .iter()
+        .any(|o| crate::conversion::needs_webhook(&ctx.def, &o.value))
+    {
+        return Ok(items);
+    }
+    let values = items.iter().map(|o| o.value.clone()).collect();
+    let served = crate::conversion::served_all(ctx.shared, &ctx.def, values).await?;
+    Ok(served
+        .into_iter()
+        .map(|v| Arc::new(crate::storage::Obj::new(v)))
+        .collect())
 }
 
 /// Creates the objects every cluster has: the four system namespaces and the `kubernetes`
@@ -471,6 +525,7 @@ pub(crate) async fn create_direct(shared: &Arc<Shared>, object: Value) -> Result
         parts: &parts,
         body: Bytes::from(serde_json::to_vec(&object).unwrap_or_default()),
         info,
+        warnings: std::sync::Mutex::default(),
     };
     let resp = write::create(&ctx).await.map_err(err)?;
     let bytes = http_body_util::BodyExt::collect(resp.into_body())

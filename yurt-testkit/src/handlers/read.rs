@@ -133,7 +133,7 @@ pub(crate) async fn get(ctx: &Ctx<'_>) -> Reply {
             metadata,
         ));
     }
-    Ok(super::object_response(StatusCode::OK, &ctx.def, &obj))
+    super::object_response(ctx, StatusCode::OK, &obj).await
 }
 
 /// Which state a list reads.
@@ -239,6 +239,7 @@ pub(crate) async fn list(ctx: &Ctx<'_>) -> Reply {
     if let Some(include) = table_request(ctx) {
         return Ok(table_response(ctx, &selected, include, metadata));
     }
+    let selected = super::served_items(ctx, selected).await?;
     Ok(list_response(&ctx.def, metadata, selected))
 }
 

@@ -407,8 +407,8 @@ async fn scale(ctx: &Ctx<'_>, verb: &Verb) -> Reply {
     let written = super::write::write_update(
         ctx,
         &key,
-        |_, old| {
-            let current = scale_of(ctx, &old.value, &paths);
+        |old| {
+            let current = scale_of(ctx, old, &paths);
             let new_scale = if is_patch {
                 let pt = PatchType::from_content_type(&ct).ok_or_else(|| {
                     Status::unsupported_media_type(&PatchType::ALL.map(|p| p.content_type()))
@@ -419,12 +419,12 @@ async fn scale(ctx: &Ctx<'_>, verb: &Verb) -> Reply {
                 super::decode_object(&ctx.parts.headers, &body)?
             };
             let rv = meta_str(&new_scale, "resourceVersion");
-            if !rv.is_empty() && rv != meta_str(&old.value, "resourceVersion") {
+            if !rv.is_empty() && rv != meta_str(old, "resourceVersion") {
                 return Err(Status::conflict(&ctx.def.group, &ctx.def.plural, &ctx.info.name,
                     "the object has been modified; please apply your changes to the latest version and try again").into());
             }
             let replicas = new_scale["spec"]["replicas"].clone();
-            let mut v = old.value.clone();
+            let mut v = old.clone();
             set_path(
                 &mut v,
                 &paths.spec_replicas,
@@ -437,7 +437,8 @@ async fn scale(ctx: &Ctx<'_>, verb: &Verb) -> Reply {
             Ok(v)
         },
         None,
-    )?;
+    )
+    .await?;
     let value = match &written {
         super::write::Written::Stored(o) => o.value.clone(),
         super::write::Written::Value(v) => v.clone(),

@@ -14,7 +14,8 @@ use yurt_core::patch::{PatchType, apply_patch};
 use yurt_core::status::Status;
 
 use super::{Ctx, Fail, Reply};
-use crate::convert::{set_type, to_served, to_stored};
+use crate::admission::{self, Operation};
+use crate::convert::set_type;
 use crate::meta::{self, meta_str, metadata, metadata_mut};
 use crate::registry::{ResourceDef, Special, defs_from_crd};
 use crate::storage::{Obj, Txn, object_key};
@@ -28,8 +29,8 @@ pub(crate) async fn create(ctx: &Ctx<'_>) -> Reply {
         return super::subresources::virtual_create(ctx);
     }
     let body = ctx.body_object()?;
-    let outcome = create_value(ctx, body)?;
-    Ok(outcome.response(ctx, StatusCode::CREATED))
+    let outcome = create_value(ctx, body).await?;
+    outcome.response(ctx, StatusCode::CREATED).await
 }
 
 /// The result of a write: the stored object, or (dry run / deleted) a value.
@@ -39,14 +40,11 @@ pub(crate) enum Written {
 }
 
 impl Written {
-    pub(crate) fn response(
-        &self,
-        ctx: &Ctx<'_>,
-        code: StatusCode,
-    ) -> http::Response<crate::body::Body> {
+    /// The response: the object as the request's version serves it.
+    pub(crate) async fn response(&self, ctx: &Ctx<'_>, code: StatusCode) -> Reply {
         match self {
-            Written::Stored(obj) => super::object_response(code, &ctx.def, obj),
-            Written::Value(v) => super::value_response(code, &ctx.def, v),
+            Written::Stored(obj) => super::object_response(ctx, code, obj).await,
+            Written::Value(v) => super::value_response(ctx, code, v).await,
         }
     }
 }
@@ -113,12 +111,19 @@ pub(crate) fn invalid(def: &ResourceDef, name: &str, field: &str, why: &str) -> 
     )
 }
 
-/// Creates an object from its served form.
-pub(crate) fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Written, Fail> {
+/// Creates an object from its served form: mutating admission, the kind's defaults and checks,
+/// validating admission, then the write.
+pub(crate) async fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Written, Fail> {
     check_type(&ctx.def, &mut obj)?;
     ensure_namespace(ctx, &mut obj)?;
-    let mut obj = to_stored(&ctx.def, obj);
-    let name = meta_str(&obj, "name").to_owned();
+    decode_custom(&ctx.def, &mut obj);
+    let request = admission::Request::new(ctx, Operation::Create, Some(obj.clone()), None);
+    if let Some(mut mutated) = admission::mutate(ctx, request).await? {
+        check_type(&ctx.def, &mut mutated)?;
+        ensure_namespace(ctx, &mut mutated)?;
+        obj = mutated;
+    }
+    let mut name = meta_str(&obj, "name").to_owned();
     let generate = meta_str(&obj, "generateName").to_owned();
     if name.is_empty() && generate.is_empty() {
         return Err(invalid(
@@ -146,12 +151,25 @@ pub(crate) fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Written, Fai
             Status::internal("resourceVersion should not be set on objects to be created").into(),
         );
     }
+    // The name is generated before validating admission, which sees it (as in
+    // kube-apiserver, where BeforeCreate generates it).
+    let generated = name.is_empty();
+    if generated {
+        name = meta::generate_name(&generate);
+        metadata_mut(&mut obj).insert("name".into(), json!(name));
+    }
+    admission::validate(
+        ctx,
+        &admission::Request::new(ctx, Operation::Create, Some(obj.clone()), None),
+    )
+    .await?;
+    let mut obj = crate::conversion::to_storage(ctx.shared, &ctx.def, obj).await?;
     let dry_run = ctx.dry_run();
     let written = ctx.shared.store.write(|t| -> Result<Written, Fail> {
         admit_namespace(ctx, t)?;
         let mut name = name.clone();
         for attempt in 0.. {
-            if name.is_empty() || (attempt > 0 && !generate.is_empty()) {
+            if attempt > 0 {
                 name = meta::generate_name(&generate);
                 metadata_mut(&mut obj).insert("name".into(), json!(name));
             }
@@ -162,10 +180,7 @@ pub(crate) fn create_value(ctx: &Ctx<'_>, mut obj: Value) -> Result<Written, Fai
                 }
                 return Ok(Written::Stored(t.put(ctx.storage(), &key, obj.clone())));
             }
-            if generate.is_empty()
-                || meta_str(&obj, "name") != name
-                || attempt + 1 >= GENERATE_NAME_ATTEMPTS
-            {
+            if !generated || attempt + 1 >= GENERATE_NAME_ATTEMPTS {
                 break;
             }
         }
@@ -270,9 +285,7 @@ fn prepare_create(ctx: &Ctx<'_>, obj: &mut Value) -> Result<(), Fail> {
             if def.has_subresource("status") {
                 map.remove("status");
             }
-            if let Some(schema) = &def.behaviour.schema {
-                crate::prune::prune(obj, schema);
-            }
+            structural(def, obj, &name)?;
         }
         Special::None if def.group.is_empty() && def.plural == "secrets" => default_secret(map),
         Special::None
@@ -461,7 +474,7 @@ pub(crate) async fn update(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
         .into());
     }
     ensure_namespace(ctx, &mut body)?;
-    let new = to_stored(&ctx.def, body);
+    let new = body;
     let key = object_key(&ctx.namespace, &name);
     let current = ctx.shared.store.read(|t| t.get(ctx.storage(), &key));
     let Some(old) = current else {
@@ -469,8 +482,10 @@ pub(crate) async fn update(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
             if !meta_str(&new, "resourceVersion").is_empty() {
                 return Err(ctx.not_found(&name).into());
             }
-            let served = to_served(&ctx.def, &new);
-            return Ok(create_value(ctx, served)?.response(ctx, StatusCode::CREATED));
+            return create_value(ctx, new)
+                .await?
+                .response(ctx, StatusCode::CREATED)
+                .await;
         }
         return Err(ctx.not_found(&name).into());
     };
@@ -478,7 +493,7 @@ pub(crate) async fn update(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
     let written = write_update(
         ctx,
         &key,
-        |_, _old| {
+        |_old| {
             if meta_str(&new, "resourceVersion").is_empty()
                 && !ctx.def.behaviour.unconditional_update
             {
@@ -493,48 +508,109 @@ pub(crate) async fn update(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
             Ok(new.clone())
         },
         sub,
-    )?;
-    Ok(written.response(ctx, StatusCode::OK))
+    )
+    .await?;
+    written.response(ctx, StatusCode::OK).await
 }
 
-/// Runs an update of the object at `key` inside one transaction: `make_new(txn, old)` builds
-/// the requested object, the strategy merges it with the old one, then it is written (or
-/// nothing happens when it is unchanged, or it is deleted when its last finalizer went).
-pub(crate) fn write_update(
+/// How often an update is retried when the object changed while admission ran.
+const UPDATE_ATTEMPTS: usize = 16;
+
+/// Runs an update of the object at `key`: `make_new(old)` builds the requested object (both in
+/// the request's version; they are converted to the storage version last), mutating admission
+/// may change it, the strategy merges it with the old one, validating
+/// admission checks the result, then it is written (or nothing happens when it is unchanged, or
+/// it is deleted when its last finalizer went). Admission calls webhooks, so it runs outside the
+/// store's lock; the write happens only if the object is still the one read, else the whole
+/// sequence runs again on the newer object (as kube-apiserver's guaranteed update retries).
+pub(crate) async fn write_update(
     ctx: &Ctx<'_>,
     key: &str,
-    make_new: impl FnOnce(&Txn<'_>, &Obj) -> Result<Value, Fail>,
+    make_new: impl Fn(&Value) -> Result<Value, Fail>,
     sub: Option<&str>,
 ) -> Result<Written, Fail> {
     let dry_run = ctx.dry_run();
-    let written = ctx.shared.store.write(|t| -> Result<Written, Fail> {
-        let old = t
-            .get(ctx.storage(), key)
+    let mut attempt = 0;
+    let written = loop {
+        attempt += 1;
+        let old = ctx
+            .shared
+            .store
+            .read(|t| t.get(ctx.storage(), key))
             .ok_or_else(|| ctx.not_found(&ctx.info.name))?;
-        let new = make_new(t, &old)?;
-        let merged = merge_update(ctx, &old.value, new, sub)?;
+        let old_served = crate::conversion::served(ctx.shared, &ctx.def, &old.value).await?;
+        let mut new = make_new(&old_served)?;
+        decode_custom(&ctx.def, &mut new);
+        let request = admission::Request::new(
+            ctx,
+            Operation::Update,
+            Some(new.clone()),
+            Some(old_served.clone()),
+        );
+        if let Some(mut mutated) = admission::mutate(ctx, request).await? {
+            check_type(&ctx.def, &mut mutated)?;
+            new = mutated;
+        }
+        let merged = merge_update(ctx, &old_served, new, sub)?;
+        let request = admission::Request::new(
+            ctx,
+            Operation::Update,
+            Some(merged.clone()),
+            Some(old_served),
+        );
+        admission::validate(ctx, &request).await?;
+        let merged = crate::conversion::to_storage(ctx.shared, &ctx.def, merged).await?;
         if merged == old.value {
-            return Ok(Written::Stored(old));
+            break Written::Stored(old);
         }
         if dry_run {
-            return Ok(Written::Value(merged));
+            break Written::Value(merged);
         }
-        if meta::is_terminating(&merged)
-            && meta::finalizers(&merged).is_empty()
-            && metadata(&merged)
-                .and_then(|m| m.get("deletionGracePeriodSeconds"))
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                == 0
-        {
-            let last = t.delete(ctx.storage(), key, Some(merged));
-            return Ok(match last {
-                Some(o) => Written::Stored(o),
-                None => Written::Value(Value::Null),
-            });
+        let old_rv = meta_str(&old.value, "resourceVersion").to_owned();
+        let outcome = ctx
+            .shared
+            .store
+            .write(|t| -> Result<Option<Written>, Fail> {
+                let current = t
+                    .get(ctx.storage(), key)
+                    .ok_or_else(|| ctx.not_found(&ctx.info.name))?;
+                if meta_str(&current.value, "resourceVersion") != old_rv {
+                    return Ok(None);
+                }
+                if meta::is_terminating(&merged)
+                    && meta::finalizers(&merged).is_empty()
+                    && metadata(&merged)
+                        .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                        == 0
+                {
+                    let last = t.delete(ctx.storage(), key, Some(merged.clone()));
+                    return Ok(Some(match last {
+                        Some(o) => Written::Stored(o),
+                        None => Written::Value(Value::Null),
+                    }));
+                }
+                Ok(Some(Written::Stored(t.put(
+                    ctx.storage(),
+                    key,
+                    merged.clone(),
+                ))))
+            })?;
+        match outcome {
+            Some(w) => break w,
+            None if attempt < UPDATE_ATTEMPTS => continue,
+            None => {
+                return Err(Status::conflict(
+                    &ctx.def.group,
+                    &ctx.def.plural,
+                    &ctx.info.name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                )
+                .into());
+            }
         }
-        Ok(Written::Stored(t.put(ctx.storage(), key, merged)))
-    })?;
+    };
     if !dry_run
         && let (Special::Crd, Written::Stored(crd), None) =
             (&ctx.def.behaviour.special, &written, sub)
@@ -607,11 +683,6 @@ pub(crate) fn merge_update(
                     {
                         s.insert("clusterIP".into(), ip);
                         s.insert("clusterIPs".into(), old["spec"]["clusterIPs"].clone());
-                    }
-                }
-                Special::CustomResource(_) => {
-                    if let Some(schema) = &def.behaviour.schema {
-                        crate::prune::prune(&mut new, schema);
                     }
                 }
                 _ => {}
@@ -701,6 +772,9 @@ pub(crate) fn merge_update(
             .into());
         }
     };
+    if let Special::CustomResource(_) = def.behaviour.special {
+        structural(def, &mut result, &name)?;
+    }
     metadata_mut(&mut result).insert("resourceVersion".into(), json!(old_rv));
     if def.behaviour.special == Special::Pod {
         default_container_statuses(&mut result);
@@ -713,6 +787,42 @@ pub(crate) fn merge_update(
         metadata_mut(&mut result).insert("generation".into(), json!(generation + 1));
     }
     Ok(result)
+}
+
+/// What the apiextensions server does to a custom resource as it decodes it: fields the
+/// version's structural schema does not specify are pruned and its defaults applied.
+fn decode_custom(def: &ResourceDef, obj: &mut Value) {
+    if let (Special::CustomResource(_), Some(schema)) =
+        (&def.behaviour.special, &def.behaviour.schema)
+    {
+        crate::prune::prune(obj, schema);
+        crate::schema::apply_defaults(obj, schema);
+    }
+}
+
+/// Prunes, defaults and validates a custom resource against its version's schema; 422 Invalid
+/// listing every field error, as kube-apiserver answers.
+fn structural(def: &ResourceDef, obj: &mut Value, name: &str) -> Result<(), Fail> {
+    let Some(schema) = &def.behaviour.schema else {
+        return Ok(());
+    };
+    crate::prune::prune(obj, schema);
+    crate::schema::apply_defaults(obj, schema);
+    let errs = crate::schema::validate(obj, schema);
+    if errs.is_empty() {
+        return Ok(());
+    }
+    let texts: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    let why = if texts.len() == 1 {
+        texts[0].clone()
+    } else {
+        format!("[{}]", texts.join(", "))
+    };
+    let mut st = Status::invalid(&def.group, &def.kind, name, &why);
+    for e in &errs {
+        st = st.with_cause(e.reason, &e.field, &e.body);
+    }
+    Err(st.into())
 }
 
 /// Copies the fields the server owns from `old` into `new`.
@@ -822,18 +932,20 @@ pub(crate) async fn patch(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
                 ))
                 .into());
             }
-            return Ok(create_value(ctx, obj)?.response(ctx, StatusCode::CREATED));
+            return create_value(ctx, obj)
+                .await?
+                .response(ctx, StatusCode::CREATED)
+                .await;
         }
     }
     let def = ctx.def.clone();
     let written = write_update(
         ctx,
         &key,
-        |_, old| {
-            let current = to_served(&def, &old.value);
+        |current| {
             let gvk = (def.group.as_str(), def.version.as_str(), def.kind.as_str());
             let mut patched =
-                apply_patch(patch_type, &current, &body, gvk).map_err(|e| e.status())?;
+                apply_patch(patch_type, current, &body, gvk).map_err(|e| e.status())?;
             if !patched.is_object() {
                 return Err(Status::bad_request("the patched object is not a JSON object").into());
             }
@@ -845,11 +957,12 @@ pub(crate) async fn patch(ctx: &Ctx<'_>, sub: Option<&str>) -> Reply {
                 .into());
             }
             check_type(&def, &mut patched)?;
-            Ok(to_stored(&def, patched))
+            Ok(patched)
         },
         sub,
-    )?;
-    Ok(written.response(ctx, StatusCode::OK))
+    )
+    .await?;
+    written.response(ctx, StatusCode::OK).await
 }
 
 /// Apply bodies in YAML syntax are converted to JSON for the patch engine (JSON passes as is).

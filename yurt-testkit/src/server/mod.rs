@@ -78,6 +78,9 @@ pub(crate) struct Shared {
     pub next_cluster_ip: AtomicU32,
     /// Canned `pods/log` texts by (namespace, pod name); see [`TestApiServer::set_pod_log`].
     pub pod_logs: std::sync::Mutex<HashMap<(String, String), String>>,
+    /// Where webhook service references go, by (namespace, name, port); see
+    /// [`TestApiServer::route_service`].
+    pub service_routes: std::sync::Mutex<HashMap<(String, String, u16), SocketAddr>>,
 }
 
 impl Shared {
@@ -89,6 +92,20 @@ impl Shared {
     /// The registry, for changing.
     pub(crate) fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
         self.registry.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The address a webhook `service` reference is routed to, if one was set.
+    pub(crate) fn service_route(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: u16,
+    ) -> Option<SocketAddr> {
+        self.service_routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(namespace.to_owned(), name.to_owned(), port))
+            .copied()
     }
 
     /// Ends every open watch.
@@ -248,6 +265,7 @@ impl TestApiServerBuilder {
             addr,
             next_cluster_ip: AtomicU32::new(2),
             pod_logs: std::sync::Mutex::new(HashMap::new()),
+            service_routes: std::sync::Mutex::new(HashMap::new()),
         });
         crate::handlers::bootstrap(&shared);
         let controllers = crate::controllers::spawn(&shared);
@@ -536,6 +554,20 @@ impl TestApiServer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert((namespace.to_owned(), name.to_owned()), text.to_owned());
+    }
+
+    /// Routes webhook calls for the Service `namespace/name` on `port` (a `clientConfig.service`
+    /// of an admission webhook or a CRD conversion webhook) to `addr`, typically a loopback
+    /// address where the test runs the webhook server. The server cannot reach cluster
+    /// Services; without a route a service reference goes to `127.0.0.1:<targetPort>` of the
+    /// Service object's matching port (see the crate docs). TLS is still verified against the
+    /// configuration's `caBundle` with the server name `<name>.<namespace>.svc`.
+    pub fn route_service(&self, namespace: &str, name: &str, port: u16, addr: SocketAddr) {
+        self.shared
+            .service_routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((namespace.to_owned(), name.to_owned(), port), addr);
     }
 
     /// Creates an object directly, as a POST would (admin identity), and returns it or the

@@ -229,7 +229,7 @@ impl WatchState {
     async fn next(&mut self) -> Option<Bytes> {
         loop {
             while let Some(item) = self.backlog.pop_front() {
-                if let Some(frame) = self.encode(item) {
+                if let Some(frame) = self.encode(item).await {
                     return Some(frame);
                 }
             }
@@ -279,19 +279,17 @@ impl WatchState {
         self.selectors.matches(obj)
     }
 
-    fn encode(&mut self, item: Item) -> Option<Bytes> {
+    async fn encode(&mut self, item: Item) -> Option<Bytes> {
         match item {
             Item::Initial(obj) => {
                 let key = crate::storage::object_key(
                     crate::meta::meta_str(&obj.value, "namespace"),
                     crate::meta::meta_str(&obj.value, "name"),
                 );
-                self.matches(&key, &obj.value).then(|| {
-                    frame(
-                        "ADDED",
-                        &crate::convert::served_json(&self.def, &obj, false),
-                    )
-                })
+                if !self.matches(&key, &obj.value) {
+                    return None;
+                }
+                Some(self.frame("ADDED", &obj).await)
             }
             Item::Event(ev) => {
                 self.last_rv = self.last_rv.max(ev.rv);
@@ -301,10 +299,10 @@ impl WatchState {
                     .as_ref()
                     .is_some_and(|p| self.matches(&ev.key, &p.value));
                 match (now, before) {
-                    (true, false) => Some(frame("ADDED", &self.json(&ev.object))),
-                    (true, true) => Some(frame(ev.kind.as_str(), &self.json(&ev.object))),
+                    (true, false) => Some(self.frame("ADDED", &ev.object).await),
+                    (true, true) => Some(self.frame(ev.kind.as_str(), &ev.object).await),
                     (false, true) if ev.kind == EventKind::Deleted => {
-                        Some(frame("DELETED", &self.json(&ev.object)))
+                        Some(self.frame("DELETED", &ev.object).await)
                     }
                     (false, true) => {
                         // Stopped matching: its previous state, at this event's revision.
@@ -312,7 +310,7 @@ impl WatchState {
                         let mut v = prev.value.clone();
                         crate::meta::metadata_mut(&mut v)
                             .insert("resourceVersion".into(), json!(ev.rv.to_string()));
-                        Some(frame("DELETED", &self.json(&Obj::new(v))))
+                        Some(self.frame("DELETED", &Obj::new(v)).await)
                     }
                     (false, false) => None,
                 }
@@ -338,8 +336,21 @@ impl WatchState {
         }
     }
 
-    fn json(&self, obj: &Obj) -> Bytes {
-        crate::convert::served_json(&self.def, obj, false)
+    /// One event of `ty` for `obj` as the watched version serves it; if the CRD's conversion
+    /// webhook fails, an ERROR event with its Status, which ends the watch.
+    async fn frame(&mut self, ty: &str, obj: &Obj) -> Bytes {
+        if !crate::conversion::needs_webhook(&self.def, &obj.value) {
+            return frame(ty, &crate::convert::served_json(&self.def, obj, false));
+        }
+        match crate::conversion::served(&self.shared, &self.def, &obj.value).await {
+            Ok(v) => frame(ty, &Bytes::from(v.to_string())),
+            Err(st) => {
+                self.done = true;
+                self.rx = None;
+                self.backlog.clear();
+                frame("ERROR", &Bytes::from(st.to_json()))
+            }
+        }
     }
 }
 

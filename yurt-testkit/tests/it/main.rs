@@ -3,6 +3,7 @@ mod chaos;
 mod kubeconfig;
 mod pki;
 
+mod admission;
 mod auth;
 mod crd;
 mod crud;
@@ -16,6 +17,7 @@ mod openapi;
 mod patch;
 mod python;
 mod sandbox;
+mod schema;
 mod subresources;
 mod support;
 mod watch;
