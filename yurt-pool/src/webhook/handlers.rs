@@ -155,12 +155,30 @@ pub fn validate_node(req: &AdmissionRequest, namespace: &str) -> Verdict {
     if errors.is_empty() {
         return Verdict::Allow;
     }
-    let why = if errors.len() == 1 {
-        errors.remove(0)
-    } else {
-        format!("[{}]", errors.join(", "))
+    Verdict::deny(invalid("", "Node", name(new), &errors))
+}
+
+/// A 422 Invalid Status as apimachinery's `NewInvalid` builds it from field errors, each given
+/// as `<field>: <Type>: <detail>`: the message lists them (bracketed when several) and
+/// `details.causes` carries one cause per error, which is what kubectl prints.
+fn invalid(group: &str, kind: &str, name: &str, errors: &[String]) -> Status {
+    let why = match errors {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
     };
-    Verdict::deny(Status::invalid("", "Node", name(new), &why))
+    let mut status = Status::invalid(group, kind, name, &why);
+    for e in errors {
+        let (field, body) = e.split_once(": ").unwrap_or(("", e.as_str()));
+        let reason = if body.starts_with("Forbidden") {
+            "FieldValueForbidden"
+        } else if body.starts_with("Too long") {
+            "FieldValueTooLong"
+        } else {
+            "FieldValueInvalid"
+        };
+        status = status.with_cause(reason, field, body);
+    }
+    status
 }
 
 /// NodePool defaulting (create).
@@ -244,12 +262,7 @@ fn is_qualified_name(key: &str) -> bool {
 const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
 
 fn invalid_pool(pool: &Value, why: String) -> Verdict {
-    Verdict::deny(Status::invalid(
-        NODEPOOL_GROUP,
-        "NodePool",
-        name(pool),
-        &why,
-    ))
+    Verdict::deny(invalid(NODEPOOL_GROUP, "NodePool", name(pool), &[why]))
 }
 
 fn forbidden_pool(pool: &Value, why: &str) -> Verdict {

@@ -591,3 +591,361 @@ async fn admission_and_conversion_reviews_round_trip_over_tls() {
         "{text}"
     );
 }
+
+// End to end: kubectl -> test apiserver -> (admission / conversion over TLS, through the
+// webhook Service as shipped in deploy/yurt-manager/webhooks.yaml) -> this webhook server.
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// kubectl with a kubeconfig for one test apiserver.
+struct Kubectl {
+    dir: tempfile::TempDir,
+}
+
+impl Kubectl {
+    fn new(s: &TestApiServer) -> Option<Kubectl> {
+        if !Path::new(KUBECTL).exists() {
+            eprintln!("skipping: {KUBECTL} is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kubeconfig"), s.kubeconfig()).unwrap();
+        Some(Kubectl { dir })
+    }
+
+    /// Runs kubectl with `stdin`; returns (success, stdout, stderr).
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        use tokio::io::AsyncWriteExt as _;
+        let mut child = tokio::process::Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(self.dir.path().join("kubeconfig"))
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("kubectl runs");
+        let mut pipe = child.stdin.take().unwrap();
+        if let Some(input) = stdin {
+            pipe.write_all(input.as_bytes()).await.unwrap();
+        }
+        drop(pipe);
+        let out = bounded(child.wait_with_output()).await.unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn apply(&self, manifest: &Value) -> (bool, String) {
+        let (ok, out, err) = self
+            .run(&["apply", "-f", "-"], Some(&manifest.to_string()))
+            .await;
+        (ok, format!("{out}{err}"))
+    }
+
+    async fn get(&self, what: &[&str]) -> Value {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["-o", "json"]);
+        let (ok, out, err) = self.run(&args, None).await;
+        assert!(ok, "kubectl get {what:?}: {err}");
+        serde_json::from_str(&out).unwrap()
+    }
+}
+
+/// The deploy configurations and Service, and a webhook server they reach through the Service
+/// (as in a cluster), with the CRD's conversion stanza pointing at it too.
+async fn cluster_with_webhooks(s: &TestApiServer) -> Serving {
+    apply_deploy_configurations(s).await;
+    let cfg = WebhookConfig {
+        host: None,
+        ..config()
+    };
+    let server = bounded(WebhookServer::bind(s.client(), cfg, Metrics::new()))
+        .await
+        .expect("webhook server starts");
+    s.route_service(NS, "yurt-manager-webhook-service", 443, server.local_addr());
+    Serving {
+        addr: server.local_addr(),
+        ca: server.ca_bundle().to_owned(),
+        task: tokio::spawn(server.serve()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_meets_every_webhook() {
+    let s = server_with_crds().await;
+    let Some(kubectl) = Kubectl::new(&s) else {
+        return;
+    };
+    let _server = cluster_with_webhooks(&s).await;
+
+    // NodePool default (mutate) through kubectl.
+    let (ok, out) = kubectl
+        .apply(
+            &json!({"apiVersion": "apps.openyurt.io/v1beta2", "kind": "NodePool",
+            "metadata": {"name": "hz"}, "spec": {"hostNetwork": true}}),
+        )
+        .await;
+    assert!(ok, "{out}");
+    let pool = kubectl.get(&["nodepool", "hz"]).await;
+    assert_eq!(pool["spec"]["type"], "Edge");
+    assert_eq!(pool["spec"]["leaderElectionStrategy"], "random");
+    assert_eq!(pool["spec"]["leaderReplicas"], 1);
+    assert_eq!(
+        pool["metadata"]["labels"]["nodepool.openyurt.io/type"],
+        "edge"
+    );
+    // NodePool validate: deny on create, and an immutable field on update; the webhook's
+    // words reach the user.
+    let (ok, out) = kubectl
+        .apply(
+            &json!({"apiVersion": "apps.openyurt.io/v1beta2", "kind": "NodePool",
+            "metadata": {"name": "bad"}, "spec": {"type": "Cloud", "hostNetwork": true}}),
+        )
+        .await;
+    assert!(!ok);
+    assert!(
+        out.contains("The NodePool \"bad\" is invalid: spec.hostNetwork: Invalid value: true: Cloud NodePool can not support hostNetwork"),
+        "{out}"
+    );
+    // (Updates with `kubectl patch`: `kubectl apply` to an existing custom resource sends a
+    // strategic merge patch the test apiserver refuses for custom resources.)
+    let (ok, _, err) = kubectl
+        .run(
+            &[
+                "patch",
+                "nodepool",
+                "hz",
+                "--type",
+                "merge",
+                "-p",
+                r#"{"spec":{"type":"Cloud","hostNetwork":false}}"#,
+            ],
+            None,
+        )
+        .await;
+    assert!(!ok);
+    assert!(
+        err.contains("admission webhook \"v.v1beta2.nodepool.kb.io\" denied the request: nodepools.apps.openyurt.io \"hz\" is forbidden: spec.type: Forbidden: pool type can't be changed"),
+        "{err}"
+    );
+    // NodePool validate allows a label change.
+    let (ok, _, err) = kubectl
+        .run(
+            &[
+                "patch",
+                "nodepool",
+                "hz",
+                "--type",
+                "merge",
+                "-p",
+                r#"{"spec":{"labels":{"site":"hz"}}}"#,
+            ],
+            None,
+        )
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        kubectl.get(&["nodepool", "hz"]).await["spec"]["labels"]["site"],
+        "hz"
+    );
+
+    // Node default (mutate) and validate (deny).
+    let (ok, out) = kubectl
+        .apply(
+            &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "edge-1",
+            "labels": {"apps.openyurt.io/desired-nodepool": "hz"}}}),
+        )
+        .await;
+    assert!(ok, "{out}");
+    let node = kubectl.get(&["node", "edge-1"]).await;
+    let labels = &node["metadata"]["labels"];
+    assert_eq!(labels["apps.openyurt.io/nodepool"], "hz");
+    assert_eq!(labels["nodepool.openyurt.io/type"], "edge");
+    assert_eq!(labels["nodepool.openyurt.io/hostnetwork"], "true");
+    // Moving the node to another existing pool in place: refused by the validating webhook.
+    create_pool(&s, "sh", json!({"type": "Edge"})).await;
+    let (ok, _, err) = kubectl
+        .run(
+            &[
+                "label",
+                "node",
+                "edge-1",
+                "apps.openyurt.io/nodepool=sh",
+                "--overwrite",
+            ],
+            None,
+        )
+        .await;
+    assert!(!ok);
+    assert!(
+        err.contains("The Node \"edge-1\" is invalid: metadata.labels.apps.openyurt.io/nodepool: Forbidden: apps.openyurt.io/nodepool can only be added or removed, not modified in-place"),
+        "{err}"
+    );
+    let (ok, _, err) = kubectl
+        .run(&["label", "node", "edge-1", "team=a"], None)
+        .await;
+    assert!(ok, "{err}");
+
+    // NodePool delete: refused while edge-1 is a member.
+    let (ok, _, err) = kubectl.run(&["delete", "nodepool", "hz"], None).await;
+    assert!(!ok);
+    assert!(
+        err.contains("cannot remove nonempty pool, please drain the pool before deleting"),
+        "{err}"
+    );
+
+    // Pod default (mutate).
+    let (ok, out) = kubectl
+        .apply(
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p",
+            "namespace": "default",
+            "annotations": {"apps.openyurt.io/exclude-host-network-pool": "true"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+        )
+        .await;
+    assert!(ok, "{out}");
+    let pod = kubectl.get(&["pod", "p", "-n", "default"]).await;
+    assert_eq!(
+        pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            [0]["matchExpressions"][0],
+        json!({"key": "nodepool.openyurt.io/hostnetwork", "operator": "NotIn", "values": ["true"]})
+    );
+
+    // Emptied, the pool can go.
+    let (ok, _, err) = kubectl.run(&["delete", "node", "edge-1"], None).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = kubectl.run(&["delete", "nodepool", "hz"], None).await;
+    assert!(ok, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1beta1_nodepools_read_back_as_v1beta2_and_back() {
+    let s = server_with_crds().await;
+    let Some(kubectl) = Kubectl::new(&s) else {
+        return;
+    };
+    let _server = cluster_with_webhooks(&s).await;
+
+    // Written as v1beta1, read as v1beta2 (conversion fills upstream's defaults).
+    let (ok, out) = kubectl
+        .apply(
+            &json!({"apiVersion": "apps.openyurt.io/v1beta1", "kind": "NodePool",
+            "metadata": {"name": "old"},
+            "spec": {"type": "Cloud", "labels": {"a": "b"},
+                     "taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]}}),
+        )
+        .await;
+    assert!(ok, "{out}");
+    let pools: Api<yurt_core::crd::NodePool> = Api::all(s.client());
+    let stored = bounded(pools.get("old")).await.unwrap();
+    assert_eq!(stored.spec.type_, Some(yurt_core::crd::NodePoolType::Cloud));
+    assert_eq!(stored.spec.inter_connectivity, Some(false));
+    assert_eq!(stored.spec.leader_replicas, Some(1));
+    assert_eq!(stored.spec.labels["a"], "b");
+    assert_eq!(stored.spec.taints[0].key, "k");
+    // ... and back as v1beta1.
+    let back = kubectl
+        .get(&["nodepools.v1beta1.apps.openyurt.io", "old"])
+        .await;
+    assert_eq!(back["apiVersion"], "apps.openyurt.io/v1beta1");
+    assert_eq!(back["spec"]["type"], "Cloud");
+    assert_eq!(back["spec"]["labels"], json!({"a": "b"}));
+    assert!(back["spec"].get("leaderReplicas").is_none());
+
+    // A v1beta2 pool with leader settings, edited through v1beta1, keeps them.
+    let (ok, out) = kubectl
+        .apply(
+            &json!({"apiVersion": "apps.openyurt.io/v1beta2", "kind": "NodePool",
+            "metadata": {"name": "new"},
+            "spec": {"type": "Edge", "enableLeaderElection": true, "leaderReplicas": 2,
+                     "leaderElectionStrategy": "mark",
+                     "leaderNodeLabelSelector": {"role": "leader"}}}),
+        )
+        .await;
+    assert!(ok, "{out}");
+    let mut as_v1 = kubectl
+        .get(&["nodepools.v1beta1.apps.openyurt.io", "new"])
+        .await;
+    assert_eq!(as_v1["apiVersion"], "apps.openyurt.io/v1beta1");
+    as_v1["spec"]["labels"] = json!({"edited": "through-v1beta1"});
+    let (ok, _, err) = kubectl
+        .run(&["replace", "-f", "-"], Some(&as_v1.to_string()))
+        .await;
+    assert!(ok, "{err}");
+    let new = bounded(pools.get("new")).await.unwrap();
+    assert_eq!(new.spec.labels["edited"], "through-v1beta1");
+    assert_eq!(new.spec.leader_replicas, Some(2));
+    assert_eq!(
+        new.spec.leader_election_strategy,
+        Some(yurt_core::crd::LeaderElectionStrategy::Mark)
+    );
+    assert_eq!(new.spec.leader_node_label_selector["role"], "leader");
+    assert_eq!(new.spec.enable_leader_election, Some(true));
+    assert!(
+        !new.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(yurt_core::crd::nodepool_v1beta1::V1BETA2_FIELDS_ANNOTATION),
+        "the stash is not stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_down_fails_closed_for_pools_and_open_for_nodes() {
+    let s = server_with_crds().await;
+    let Some(kubectl) = Kubectl::new(&s) else {
+        return;
+    };
+    let server = cluster_with_webhooks(&s).await;
+    create_pool(
+        &s,
+        "hz",
+        json!({"type": "Edge", "leaderElectionStrategy": "random"}),
+    )
+    .await;
+    drop(server);
+    // The port is closed once the serving task has stopped.
+    let api: Api<yurt_core::crd::NodePool> = Api::all(s.client());
+    let pool = json!({"apiVersion": "apps.openyurt.io/v1beta2", "kind": "NodePool",
+        "metadata": {"name": "later"}, "spec": {"type": "Edge"}});
+    let err = crate::support::eventually("the webhook call to fail", || {
+        let kubectl = &kubectl;
+        let pool = &pool;
+        async move {
+            let (ok, out) = kubectl.apply(pool).await;
+            (!ok).then_some(out)
+        }
+    })
+    .await;
+    // failurePolicy Fail: the pool is refused with the call failure.
+    assert!(
+        err.contains(
+            "Internal error occurred: failed calling webhook \"m.v1beta2.nodepool.kb.io\""
+        ),
+        "{err}"
+    );
+    assert!(bounded(api.get_opt("later")).await.unwrap().is_none());
+    // failurePolicy Ignore: the node is admitted, unmutated.
+    let (ok, out) = kubectl
+        .apply(
+            &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "edge-9",
+            "labels": {"apps.openyurt.io/desired-nodepool": "hz"}}}),
+        )
+        .await;
+    assert!(ok, "{out}");
+    let node = kubectl.get(&["node", "edge-9"]).await;
+    assert!(
+        node["metadata"]["labels"]
+            .get("apps.openyurt.io/nodepool")
+            .is_none(),
+        "{node}"
+    );
+}
