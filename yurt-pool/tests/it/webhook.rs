@@ -949,3 +949,109 @@ async fn webhook_down_fails_closed_for_pools_and_open_for_nodes() {
         "{node}"
     );
 }
+
+/// The serving certificate `addr` presents (DER), trusting `ca`.
+async fn presented_certificate(addr: SocketAddr, ca: &str) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let tcp = bounded(tokio::net::TcpStream::connect(addr)).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let stream = bounded(connector.connect(name, tcp)).await.unwrap();
+    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_renews_the_certificate_in_place_and_restores_ca_bundles() {
+    let s = server_with_crds().await;
+    apply_deploy_configurations(&s).await;
+    let cfg = WebhookConfig {
+        resync: Duration::from_millis(200),
+        ..config()
+    };
+    let server = bounded(WebhookServer::bind(s.client(), cfg, Metrics::new()))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let ca = server.ca_bundle().to_owned();
+    let _serving = Serving {
+        addr,
+        ca: ca.clone(),
+        task: tokio::spawn(server.serve()),
+    };
+    let (first, _) = secret_bundle(&s).await;
+    assert_eq!(presented_certificate(addr, &ca).await, der_of(&first.cert));
+
+    // The Secret's certificate starts to expire: the running server renews it and serves the
+    // new one, no restart.
+    let expiring =
+        certs::reissue(&first, &config().dns_names(), Duration::from_secs(86_400)).unwrap();
+    overwrite_secret(&s, &expiring).await;
+    let renewed = crate::support::eventually("the Secret renewed", || {
+        let s = &s;
+        let expiring = &expiring;
+        async move {
+            let (now, _) = secret_bundle(s).await;
+            (now.cert != expiring.cert).then_some(now)
+        }
+    })
+    .await;
+    assert_eq!(renewed.ca_cert, ca, "renewed under the same CA");
+    crate::support::eventually("the renewed certificate served", || {
+        let ca = ca.clone();
+        let want = der_of(&renewed.cert);
+        async move { (presented_certificate(addr, &ca).await == want).then_some(()) }
+    })
+    .await;
+
+    // Someone re-applies the shipped configuration (no caBundle): it is written again.
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(s.client());
+    let mut m = bounded(mutating.get("yurt-manager-mutating-webhook-configuration"))
+        .await
+        .unwrap();
+    for w in m.webhooks.iter_mut().flatten() {
+        w.client_config.ca_bundle = None;
+    }
+    bounded(mutating.replace(
+        "yurt-manager-mutating-webhook-configuration",
+        &PostParams::default(),
+        &m,
+    ))
+    .await
+    .unwrap();
+    crate::support::eventually("the caBundle written again", || {
+        let mutating = mutating.clone();
+        let ca = ca.clone();
+        async move {
+            let m = mutating
+                .get("yurt-manager-mutating-webhook-configuration")
+                .await
+                .ok()?;
+            m.webhooks
+                .iter()
+                .flatten()
+                .all(|w| {
+                    w.client_config.ca_bundle.as_ref().map(|b| &b.0)
+                        == Some(&ca.as_bytes().to_vec())
+                })
+                .then_some(())
+        }
+    })
+    .await;
+}
