@@ -904,27 +904,25 @@ async fn webhook_down_fails_closed_for_pools_and_open_for_nodes() {
     let Some(kubectl) = Kubectl::new(&s) else {
         return;
     };
-    let server = cluster_with_webhooks(&s).await;
+    let mut server = cluster_with_webhooks(&s).await;
     create_pool(
         &s,
         "hz",
         json!({"type": "Edge", "leaderElectionStrategy": "random"}),
     )
     .await;
+    // Stop the server and wait until its task (and so its listener) is gone.
+    server.task.abort();
+    let _ = bounded(&mut server.task).await;
     drop(server);
-    // The port is closed once the serving task has stopped.
     let api: Api<yurt_core::crd::NodePool> = Api::all(s.client());
-    let pool = json!({"apiVersion": "apps.openyurt.io/v1beta2", "kind": "NodePool",
-        "metadata": {"name": "later"}, "spec": {"type": "Edge"}});
-    let err = crate::support::eventually("the webhook call to fail", || {
-        let kubectl = &kubectl;
-        let pool = &pool;
-        async move {
-            let (ok, out) = kubectl.apply(pool).await;
-            (!ok).then_some(out)
-        }
-    })
-    .await;
+    let (ok, err) = kubectl
+        .apply(
+            &json!({"apiVersion": "apps.openyurt.io/v1beta2", "kind": "NodePool",
+            "metadata": {"name": "later"}, "spec": {"type": "Edge"}}),
+        )
+        .await;
+    assert!(!ok, "{err}");
     // failurePolicy Fail: the pool is refused with the call failure.
     assert!(
         err.contains(
