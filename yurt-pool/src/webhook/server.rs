@@ -37,7 +37,10 @@ use yurt_core::wellknown::node;
 
 use super::certs::{self, CertBundle};
 use super::configs::{self, Target};
-use super::handlers::{self, *};
+use super::handlers::{
+    self, NODE_MUTATE_PATH, NODE_VALIDATE_PATH, NODEPOOL_MUTATE_PATH, NODEPOOL_VALIDATE_PATH,
+    POD_MUTATE_PATH,
+};
 use super::review::{Verdict, admission_response, conversion_response};
 use super::{CONVERSION_PATH, WebhookConfig, WebhookError};
 use crate::metrics::{Metrics, WebhookCodeLabels, WebhookLabel};
@@ -356,7 +359,7 @@ pub(super) async fn resync(
     }
 }
 
-/// Binds, prepares certificates and configurations; see [`super::WebhookServer::bind`].
+/// Binds the webhook port (the first step of [`super::WebhookServer::bind`]).
 pub(super) async fn bind_listener(addr: SocketAddr) -> Result<TcpListener, WebhookError> {
     TcpListener::bind(addr)
         .await
