@@ -4,8 +4,12 @@
 //! It talks to the cluster's kube-apiserver only (in-cluster credentials or `--kubeconfig`),
 //! runs the selected controllers while it holds the Lease `kube-system/yurt-manager`, serves
 //! `/metrics` on `--metrics-addr` (:10271) and `/healthz`, `/readyz` on `--health-probe-addr`
-//! (:10272). SIGTERM or Ctrl-C stops the controllers, releases the Lease and exits 0; a lost
-//! Lease exits 1 so the Deployment restarts it as a standby.
+//! (:10272), and on every replica (leader or not) the admission and conversion webhooks over
+//! HTTPS on `--webhook-port` (:10273; certificates in Secret
+//! `<working-namespace>/yurt-manager-webhook-certs`, `caBundle`s written into the webhook
+//! configurations and the NodePool CRD). SIGTERM or Ctrl-C stops the controllers and the
+//! webhook server, releases the Lease and exits 0; a lost Lease exits 1 so the Deployment
+//! restarts it as a standby.
 //!
 //! ```text
 //! yurt-manager --kubeconfig ~/.kube/config --install-crds
@@ -21,6 +25,7 @@ use clap::Parser;
 use yurt::cache::server::shutdown_signal;
 use yurt::pool::probes::{self, ProbeState};
 use yurt::pool::ratelimit::RateLimitLayer;
+use yurt::pool::webhook::{SecretOutcome, WebhookConfig, WebhookServer};
 use yurt::pool::{Error, LeaseConfig, Manager, ManagerConfig, install_crds};
 
 #[path = "support/flags.rs"]
@@ -38,6 +43,7 @@ its controllers while it holds the Lease <working-namespace>/yurt-manager (so se
 can run; one works), and listens on:
   :10271  /metrics               (--metrics-addr)
   :10272  /healthz, /readyz      (--health-probe-addr)
+  :10273  HTTPS admission and conversion webhooks (--webhook-port, every replica)
 
 SIGTERM stops the controllers, releases the Lease and exits 0.";
 
@@ -102,6 +108,35 @@ struct Cli {
     /// Address of /healthz and /readyz (`0` disables).
     #[arg(long, default_value = ":10272", help_heading = "Listeners")]
     health_probe_addr: String,
+
+    /// Port of the HTTPS admission and conversion webhooks (`0` disables the webhook server).
+    #[arg(
+        long,
+        env = "WEBHOOK_PORT",
+        default_value_t = 10273,
+        help_heading = "Webhooks"
+    )]
+    webhook_port: u16,
+    /// Host (DNS name or IP) kube-apiserver should call the webhooks at instead of the webhook
+    /// Service, e.g. when the manager runs outside the cluster; the certificate covers it too.
+    #[arg(long, env = "WEBHOOK_HOST", help_heading = "Webhooks")]
+    webhook_host: Option<String>,
+    /// Secret (in --working-namespace) holding the webhook CA and serving certificate.
+    #[arg(
+        long,
+        env = "SECRET_NAME",
+        default_value = "yurt-manager-webhook-certs",
+        help_heading = "Webhooks"
+    )]
+    webhook_secret_name: String,
+    /// Service (in --working-namespace) kube-apiserver calls the webhooks through.
+    #[arg(
+        long,
+        env = "SERVICE_NAME",
+        default_value = "yurt-manager-webhook-service",
+        help_heading = "Webhooks"
+    )]
+    webhook_service_name: String,
 }
 
 /// Parses `:port`, `host:port` or `0` (disabled).
@@ -194,6 +229,35 @@ async fn run(cli: Cli) -> Result<(), String> {
         builder = builder.leader_election(lease.clone());
     }
     let manager = builder.build().map_err(|e| e.to_string())?;
+
+    let webhooks = if cli.webhook_port == 0 {
+        None
+    } else {
+        // The webhook server needs the apiserver for its certificates: say so plainly if it is
+        // not there, as the manager would.
+        manager
+            .context()
+            .client
+            .apiserver_version()
+            .await
+            .map_err(|e| format!("cannot reach the apiserver: {e}"))?;
+        let config = WebhookConfig {
+            bind: SocketAddr::from(([0, 0, 0, 0], cli.webhook_port)),
+            namespace: cli.working_namespace.clone(),
+            service_name: cli.webhook_service_name.clone(),
+            secret_name: cli.webhook_secret_name.clone(),
+            host: cli.webhook_host.clone().filter(|h| !h.is_empty()),
+            ..WebhookConfig::default()
+        };
+        let server = WebhookServer::bind(
+            manager.context().client.clone(),
+            config,
+            manager.context().metrics.clone(),
+        )
+        .await
+        .map_err(|e| format!("--webhook-port {}: {e}", cli.webhook_port))?;
+        Some(server)
+    };
     let state = ProbeState {
         metrics: manager.context().metrics.clone(),
         phase: manager.phase(),
@@ -213,6 +277,20 @@ async fn run(cli: Cli) -> Result<(), String> {
             .map_err(|e| format!("--health-probe-addr {addr}: {e}"))?;
         servers.spawn(serve);
         println!("yurt-manager: health probes on http://{local}/healthz and /readyz");
+    }
+    if let Some(server) = webhooks {
+        let secret = match server.secret_outcome() {
+            SecretOutcome::Reused => "reused",
+            SecretOutcome::Created => "created",
+            SecretOutcome::Replaced => "renewed",
+        };
+        println!(
+            "yurt-manager: webhooks on https://{} (certificates {secret} in Secret {}/{})",
+            server.local_addr(),
+            cli.working_namespace,
+            cli.webhook_secret_name
+        );
+        servers.spawn(server.serve());
     }
     println!("yurt-manager: controllers {}", manager.enabled().join(", "));
     match &lease {

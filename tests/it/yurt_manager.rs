@@ -1,6 +1,7 @@
 //! The `yurt-manager` example as a process: flag and connection errors as one clear line; two
 //! replicas against the test apiserver (one leads, the other takes over when the leader is
-//! killed, no double writes); probes and metrics; SIGTERM releases the Lease and exits 0.
+//! killed, no double writes); probes and metrics; the webhook server on `--webhook-port`;
+//! SIGTERM releases the Lease and exits 0.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -82,6 +83,8 @@ fn help_says_what_it_is_and_what_it_listens_on() {
     for needle in [
         ":10271",
         ":10272",
+        ":10273",
+        "--webhook-port",
         "kube-apiserver",
         "Leader election:",
         "--controllers",
@@ -277,6 +280,10 @@ async fn two_replicas_one_leads_and_the_standby_takes_over() {
         "127.0.0.1:0",
         "--health-probe-addr",
         "127.0.0.1:0",
+        // Two replicas on one host cannot share the webhook port; the webhook server has its
+        // own tests.
+        "--webhook-port",
+        "0",
         "--leader-elect-lease-duration",
         "3s",
         "--leader-elect-renew-deadline",
@@ -417,4 +424,99 @@ async fn two_replicas_one_leads_and_the_standby_takes_over() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(holder(&api).await, None, "the Lease is released");
+}
+
+/// The example's webhook server: `--webhook-port`/`--webhook-host` wired, the certificate
+/// Secret created, the webhook configuration pointed at it, a NodePool defaulted through it by
+/// the test apiserver's admission, its metrics on `/metrics`, and SIGTERM stopping it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_server_serves_on_the_webhook_port_until_sigterm() {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    use k8s_openapi::api::core::v1::Secret;
+
+    let api = TestApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
+    // The NodePool defaulting webhook as deploy/yurt-manager/webhooks.yaml ships it.
+    let hooks: Api<MutatingWebhookConfiguration> = Api::all(api.client());
+    let hook = serde_json::from_value(json!({
+        "metadata": {"name": "yurt-manager-mutating-webhook-configuration"},
+        "webhooks": [{"name": "m.v1beta2.nodepool.kb.io", "admissionReviewVersions": ["v1"],
+            "sideEffects": "None", "failurePolicy": "Fail",
+            "clientConfig": {"service": {"namespace": "kube-system",
+                "name": "yurt-manager-webhook-service",
+                "path": "/mutate-apps-openyurt-io-v1beta2-nodepool"}},
+            "rules": [{"apiGroups": ["apps.openyurt.io"], "apiVersions": ["v1beta2"],
+                "resources": ["nodepools"], "operations": ["CREATE"]}]}]
+    }))
+    .unwrap();
+    hooks.create(&PostParams::default(), &hook).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let p = Proc::start(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--health-probe-addr",
+        "0",
+        "--leader-elect=false",
+        "--install-crds",
+        "--webhook-port",
+        &port,
+        "--webhook-host",
+        "127.0.0.1",
+    ]);
+    let metrics = p.line("yurt-manager: metrics on http://");
+    let metrics = metrics.trim_end_matches("/metrics").to_owned();
+    let webhooks = p.line("yurt-manager: webhooks on https://");
+    assert_eq!(
+        webhooks,
+        format!(
+            "0.0.0.0:{port} (certificates created in Secret kube-system/yurt-manager-webhook-certs)"
+        )
+    );
+    let secrets: Api<Secret> = Api::namespaced(api.client(), "kube-system");
+    let secret = secrets.get("yurt-manager-webhook-certs").await.unwrap();
+    let ca = secret.data.unwrap()["ca-cert.pem"].0.clone();
+    let hook = hooks
+        .get("yurt-manager-mutating-webhook-configuration")
+        .await
+        .unwrap();
+    let cfg = &hook.webhooks.unwrap()[0].client_config;
+    assert_eq!(cfg.ca_bundle.as_ref().map(|b| &b.0), Some(&ca));
+    assert_eq!(
+        cfg.url.as_deref(),
+        Some(format!("https://127.0.0.1:{port}/mutate-apps-openyurt-io-v1beta2-nodepool").as_str())
+    );
+
+    // The apiserver calls the example's webhook: the pool is defaulted.
+    let pools: Api<NodePool> = Api::all(api.client());
+    let pool = serde_json::from_value(json!({"apiVersion": "apps.openyurt.io/v1beta2",
+        "kind": "NodePool", "metadata": {"name": "hz"}, "spec": {}}))
+    .unwrap();
+    let created = pools.create(&PostParams::default(), &pool).await.unwrap();
+    assert_eq!(
+        created.spec.type_,
+        Some(yurt::core::crd::NodePoolType::Edge)
+    );
+    assert_eq!(created.spec.leader_replicas, Some(1));
+    let (code, body) = http_get(&metrics, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains(
+            "controller_runtime_webhook_requests_total{webhook=\"/mutate-apps-openyurt-io-v1beta2-nodepool\",code=\"200\"} 1"
+        ),
+        "{body}"
+    );
+
+    // SIGTERM stops the webhook server with the manager.
+    let out = p.stop("-TERM");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err());
 }

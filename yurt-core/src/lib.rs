@@ -4,6 +4,8 @@
 //! - [`request`]: what a Kubernetes API request is ([`RequestInfo`]: verb, group/version/resource,
 //!   namespace, name, subresource, typed list/watch options), resolved exactly as kube-apiserver does.
 //! - [`selector`]: label and field selectors, parsed and matched against JSON objects.
+//! - [`admission`]: the `AdmissionReview` and `ConversionReview` bodies webhooks receive, decoded
+//!   and checked.
 //! - [`component`]: which client sent a request ([`Component`], from the `User-Agent`).
 //! - [`status`]: Kubernetes `Status` error bodies, the one way every crate answers an error.
 //! - [`time`]: Kubernetes `Time` / `MicroTime` formatting.
@@ -24,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod component;
 #[cfg(feature = "crd")]
 pub mod crd;

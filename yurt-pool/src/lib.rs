@@ -26,6 +26,9 @@
 //! # }
 //! ```
 //!
+//! [`webhook`] is the manager's webhook server (port 10273): Node, NodePool and Pod admission
+//! webhooks and NodePool v1beta1/v1beta2 conversion, with its certificates kept in a Secret.
+//!
 //! The CRD types the controllers reconcile live in `yurt_core::crd`.
 
 #![forbid(unsafe_code)]
@@ -39,6 +42,7 @@ pub mod metrics;
 pub mod names;
 pub mod probes;
 pub mod ratelimit;
+pub mod webhook;
 
 pub use context::{Context, ManagerConfig};
 pub use leader::{LeaderElector, LeadershipLost, LeaseConfig};

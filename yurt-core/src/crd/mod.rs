@@ -3,14 +3,17 @@
 //!
 //! | kind | apiVersion | scope | short name |
 //! | --- | --- | --- | --- |
-//! | [`NodePool`] | `apps.openyurt.io/v1beta2` | Cluster | `np` |
+//! | [`NodePool`] | `apps.openyurt.io/v1beta2` (also served as `v1beta1`) | Cluster | `np` |
 //! | [`NodeBucket`] | `apps.openyurt.io/v1alpha1` | Cluster | `nb` |
 //! | [`YurtAppSet`] | `apps.openyurt.io/v1beta1` | Namespaced | `yas` |
 //! | [`YurtStaticSet`] | `apps.openyurt.io/v1alpha1` | Namespaced | `yss` |
 //! | [`Gateway`] | `raven.openyurt.io/v1beta1` | Cluster | `gw` |
 //!
-//! Only upstream's storage version of each resource is modelled; [`crds()`] returns one
-//! `CustomResourceDefinition` per kind with that single version. `deploy/crds/` holds the same
+//! Upstream's storage version of each resource is modelled; NodePool is also served as
+//! `v1beta1` ([`nodepool_v1beta1`], with the conversion functions), so its definition lists both
+//! versions and names the yurt-manager conversion webhook (Service
+//! `kube-system/yurt-manager-webhook-service`, path `/convert`; the manager fills in the
+//! `caBundle`). [`crds()`] returns one `CustomResourceDefinition` per kind. `deploy/crds/` holds the same
 //! definitions as YAML (regenerate with `cargo run -p yurt-core --example crdgen`; a test fails
 //! when they drift).
 //!
@@ -32,13 +35,15 @@
 //! ```
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, CustomResourceSubresourceStatus, CustomResourceSubresources,
+    CustomResourceConversion, CustomResourceDefinition, CustomResourceSubresourceStatus,
+    CustomResourceSubresources, ServiceReference, WebhookClientConfig, WebhookConversion,
 };
 use kube::CustomResourceExt;
 
 pub mod gateway;
 pub mod nodebucket;
 pub mod nodepool;
+pub mod nodepool_v1beta1;
 pub mod yurtappset;
 pub mod yurtstaticset;
 
@@ -65,12 +70,47 @@ pub use yurtstaticset::{
 /// hubs that read the resources.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
-        NodePool::crd(),
+        node_pool_crd(),
         node_bucket_crd(),
         YurtAppSet::crd(),
         YurtStaticSet::crd(),
         Gateway::crd(),
     ]
+}
+
+/// Namespace of the yurt-manager webhook Service the conversion stanza names.
+pub const WEBHOOK_SERVICE_NAMESPACE: &str = "kube-system";
+/// Name of the yurt-manager webhook Service (upstream's `yurt-manager-webhook-service`).
+pub const WEBHOOK_SERVICE_NAME: &str = "yurt-manager-webhook-service";
+/// Path of the conversion webhook on the yurt-manager webhook server.
+pub const CONVERSION_PATH: &str = "/convert";
+
+/// NodePool's definition: v1beta1 (served) and v1beta2 (served, storage), converted by the
+/// yurt-manager webhook.
+fn node_pool_crd() -> CustomResourceDefinition {
+    let mut crd = kube::core::crd::merge_crds(
+        vec![nodepool_v1beta1::NodePool::crd(), NodePool::crd()],
+        "v1beta2",
+    )
+    .expect("the two NodePool versions share group, kind, names and scope");
+    // Oldest first, as upstream's chart lists them.
+    crd.spec.versions.sort_by(|a, b| a.name.cmp(&b.name));
+    crd.spec.conversion = Some(CustomResourceConversion {
+        strategy: "Webhook".into(),
+        webhook: Some(WebhookConversion {
+            conversion_review_versions: vec!["v1".into()],
+            client_config: Some(WebhookClientConfig {
+                service: Some(ServiceReference {
+                    namespace: WEBHOOK_SERVICE_NAMESPACE.into(),
+                    name: WEBHOOK_SERVICE_NAME.into(),
+                    path: Some(CONVERSION_PATH.into()),
+                    port: Some(443),
+                }),
+                ..Default::default()
+            }),
+        }),
+    });
+    crd
 }
 
 /// NodeBucket's definition. Upstream declares a status subresource on NodeBucket even though

@@ -424,13 +424,50 @@ fn definitions_match_upstream() {
             want.categories,
             "{kind}"
         );
-        assert!(
-            spec.conversion.is_none(),
-            "{kind}: one version, no conversion"
-        );
-
-        assert_eq!(spec.versions.len(), 1, "{kind}: only the storage version");
-        let version = &spec.versions[0];
+        if kind == "NodePool" {
+            // v1beta1 is served too, converted by the yurt-manager webhook.
+            let versions: Vec<(&str, bool, bool)> = spec
+                .versions
+                .iter()
+                .map(|v| (v.name.as_str(), v.served, v.storage))
+                .collect();
+            assert_eq!(
+                versions,
+                [("v1beta1", true, false), ("v1beta2", true, true)]
+            );
+            let conversion = spec.conversion.as_ref().expect("NodePool conversion");
+            assert_eq!(conversion.strategy, "Webhook");
+            let webhook = conversion.webhook.as_ref().unwrap();
+            assert_eq!(webhook.conversion_review_versions, ["v1"]);
+            let service = webhook
+                .client_config
+                .as_ref()
+                .and_then(|c| c.service.as_ref())
+                .unwrap();
+            assert_eq!(
+                (
+                    service.namespace.as_str(),
+                    service.name.as_str(),
+                    service.path.as_deref()
+                ),
+                (
+                    "kube-system",
+                    "yurt-manager-webhook-service",
+                    Some("/convert")
+                )
+            );
+        } else {
+            assert!(
+                spec.conversion.is_none(),
+                "{kind}: one version, no conversion"
+            );
+            assert_eq!(spec.versions.len(), 1, "{kind}: only the storage version");
+        }
+        let version = spec
+            .versions
+            .iter()
+            .find(|v| v.storage)
+            .expect("a storage version");
         assert_eq!(version.name, want.version, "{kind}");
         assert!(version.served && version.storage, "{kind}");
         assert_eq!(version.deprecated, None, "{kind}");
@@ -475,7 +512,12 @@ fn file_names_follow_upstream_chart() {
 }
 
 fn root_schema(crd: &CustomResourceDefinition) -> Value {
-    let schema = crd.spec.versions[0]
+    let schema = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.storage)
+        .expect("a storage version")
         .schema
         .as_ref()
         .and_then(|s| s.open_api_v3_schema.as_ref())
@@ -633,7 +675,11 @@ fn schemas_accept_every_fixture() {
             .unwrap_or_else(|| panic!("{name}: no definition for {kind}"));
         assert_eq!(
             value["apiVersion"],
-            json!(format!("{}/{}", crd.spec.group, crd.spec.versions[0].name)),
+            json!(format!(
+                "{}/{}",
+                crd.spec.group,
+                crd.spec.versions.iter().find(|v| v.storage).unwrap().name
+            )),
             "{name}"
         );
         // The apiserver validates apiVersion, kind and metadata itself.
