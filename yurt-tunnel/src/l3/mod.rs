@@ -58,6 +58,7 @@
 
 mod cidr;
 mod diff;
+pub mod driver;
 mod plan;
 mod view;
 
