@@ -4,6 +4,7 @@
 mod support;
 
 mod e2e;
+mod l3_datapath;
 mod limits;
 mod operator;
 mod resilience;

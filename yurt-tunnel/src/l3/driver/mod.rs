@@ -42,8 +42,13 @@ pub enum DriverError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// The engine's changes did not converge (someone keeps changing the same objects).
-    #[error("state did not converge after {0} rounds")]
-    NotConverged(usize),
+    #[error("state did not converge after {rounds} rounds; still to do: {remaining}")]
+    NotConverged {
+        /// Rounds run.
+        rounds: usize,
+        /// The changes of the last round.
+        remaining: String,
+    },
 }
 
 /// One kind of node state (links and routes, NAT rules, WireGuard).
@@ -78,6 +83,7 @@ impl Engine {
     /// the plan that no driver owns are ignored.
     pub async fn sync(&self, desired: &Plan) -> Result<usize, DriverError> {
         let mut total = 0;
+        let mut last = String::new();
         for _ in 0..MAX_ROUNDS {
             let mut per_driver = Vec::with_capacity(self.drivers.len());
             for d in &self.drivers {
@@ -93,6 +99,7 @@ impl Engine {
                 return Ok(total);
             }
             total += count;
+            last = format!("{:?}", per_driver.concat());
             // Removals first, last driver first (routes before the devices they use) ...
             for (d, changes) in self.drivers.iter().zip(&per_driver).rev() {
                 let removals: Vec<Change> = changes
@@ -118,7 +125,10 @@ impl Engine {
                 }
             }
         }
-        Err(DriverError::NotConverged(MAX_ROUNDS))
+        Err(DriverError::NotConverged {
+            rounds: MAX_ROUNDS,
+            remaining: last,
+        })
     }
 
     /// Removes everything of ours from the node (a sync to the empty plan).

@@ -220,7 +220,6 @@ impl NetlinkDriver {
         // FDB entries of raven0 (bridge family) with a remote underlay address.
         let mut req = self.handle.neighbours().get();
         req.message_mut().header.family = AddressFamily::Bridge;
-        req.message_mut().header.ifindex = index;
         let mut fdb = req.execute();
         while let Some(n) = fdb.try_next().await.map_err(nl)? {
             if n.header.ifindex != index {
@@ -523,6 +522,14 @@ fn dst(n: &NeighbourMessage) -> Option<IpAddr> {
     n.attributes.iter().find_map(|a| match a {
         NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => Some(IpAddr::V4(*v)),
         NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => Some(IpAddr::V6(*v)),
+        // Bridge-family (FDB) entries carry the address undecoded.
+        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+            if let Ok(v4) = <[u8; 4]>::try_from(b.as_slice()) {
+                Some(IpAddr::from(v4))
+            } else {
+                <[u8; 16]>::try_from(b.as_slice()).ok().map(IpAddr::from)
+            }
+        }
         _ => None,
     })
 }

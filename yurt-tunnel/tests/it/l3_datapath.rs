@@ -1,0 +1,609 @@
+//! Data-path tests of the Raven L3 drivers in network namespaces made by the test.
+//!
+//! Design: the planner runs in the test process (the cluster view is built in memory, as the
+//! agent builds it from Gateway and Node objects) and the real drivers act inside each node's
+//! namespace: the netlink driver over a netlink socket opened in that namespace, the NAT
+//! driver through `nsenter --net=`. So no apiserver has to be reachable from the namespaces.
+//!
+//! Topology of one site: a LAN namespace holding a bridge, and one namespace per node with a
+//! veth into it (underlay `192.168.10.0/24`). The worker owns pod address `10.244.1.1` (pod
+//! CIDR `10.244.1.0/24`) on its loopback device and masquerades everything it sends (standing in
+//! for a CNI's masquerade rule). The remote site's pod subnet `10.245.0.0/24` is announced by
+//! a second Gateway; inside this site its address `10.245.0.1` lives on the gateway nodes (each
+//! answers with its own name), so the member's path `pod -> raven0 (VXLAN) -> active gateway`
+//! is exercised for real, and the gateway sees the connection's source address. On gateway
+//! nodes a blank device `raven-wg0` stands in for the WireGuard device (its driver is tested apart).
+//!
+//! Needs root and network namespaces; without them the tests print `skipping:` and pass,
+//! except under CI (`CI` set), where that is a failure.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use yurt_tunnel::l3::driver::nat::{NatBackend, NatDriver};
+use yurt_tunnel::l3::driver::netlink::NetlinkDriver;
+use yurt_tunnel::l3::driver::{Driver, Engine};
+use yurt_tunnel::l3::{
+    Cidr, ClusterView, GatewayView, Item, NodeView, Plan, PlanConfig, Role, TunnelEndpoint,
+    WIREGUARD_DEVICE, plan,
+};
+
+const STEP: Duration = Duration::from_secs(20);
+const POD: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
+const REMOTE: Ipv4Addr = Ipv4Addr::new(10, 245, 0, 1);
+const PORT: u16 = 7070;
+const KEY_B: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+/// Runs a command, failing the test with its output when it fails.
+async fn sh(argv: &[&str]) -> String {
+    let out = tokio::time::timeout(
+        STEP,
+        tokio::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{argv:?} timed out"))
+    .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether a command succeeds.
+async fn ok(argv: &[&str]) -> bool {
+    matches!(
+        tokio::time::timeout(
+            STEP,
+            tokio::process::Command::new(argv[0])
+                .args(&argv[1..])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .status(),
+        )
+        .await,
+        Ok(Ok(s)) if s.success()
+    )
+}
+
+/// The namespaces of one test; deleted by [`Lab::destroy`], or on drop if the test panicked.
+struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+}
+
+impl Lab {
+    /// Creates `<prefix>lan` with a bridge, or says why the machine cannot.
+    async fn new(tag: &str) -> Option<Self> {
+        let prefix = format!("l3{}{tag}", std::process::id() % 100_000);
+        let lan = format!("{prefix}lan");
+        let _ = ok(&["ip", "netns", "del", &lan]).await;
+        if !ok(&["ip", "netns", "add", &lan]).await {
+            let why = "cannot create network namespaces (needs root and `ip netns`)";
+            assert!(std::env::var_os("CI").is_none(), "{why}");
+            eprintln!("skipping: l3_datapath: {why}");
+            return None;
+        }
+        let lab = Self {
+            prefix,
+            namespaces: vec![lan.clone()],
+        };
+        sh(&["ip", "-n", &lan, "link", "add", "br0", "type", "bridge"]).await;
+        sh(&["ip", "-n", &lan, "link", "set", "br0", "up"]).await;
+        Some(lab)
+    }
+
+    fn ns(&self, node: &str) -> String {
+        format!("{}{node}", self.prefix)
+    }
+
+    fn path(&self, node: &str) -> String {
+        format!("/run/netns/{}", self.ns(node))
+    }
+
+    /// A node namespace on the LAN with underlay address `192.168.10.<host>`.
+    async fn node(&mut self, node: &str, host: u8) {
+        let ns = self.ns(node);
+        let lan = self.ns("lan");
+        let _ = ok(&["ip", "netns", "del", &ns]).await;
+        sh(&["ip", "netns", "add", &ns]).await;
+        self.namespaces.push(ns.clone());
+        let port = format!("p{host}");
+        sh(&[
+            "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port,
+            "netns", &lan,
+        ])
+        .await;
+        sh(&[
+            "ip", "-n", &lan, "link", "set", &port, "master", "br0", "up",
+        ])
+        .await;
+        let addr = format!("192.168.10.{host}/24");
+        sh(&["ip", "-n", &ns, "addr", "add", &addr, "dev", "eth0"]).await;
+        sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]).await;
+        sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]).await;
+        for key in [
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+        ] {
+            sh(&["ip", "netns", "exec", &ns, "sysctl", "-qw", key]).await;
+        }
+    }
+
+    /// Adds `addr/32` on the loopback device of `node`'s namespace.
+    async fn local_address(&self, node: &str, addr: Ipv4Addr) {
+        let a = format!("{addr}/32");
+        sh(&["ip", "-n", &self.ns(node), "addr", "add", &a, "dev", "lo"]).await;
+    }
+
+    /// A device `name` that is up and carries nothing (a port-less bridge: this kernel may
+    /// lack the dummy driver).
+    async fn blank_device(&self, node: &str, name: &str) {
+        let ns = self.ns(node);
+        sh(&["ip", "-n", &ns, "link", "add", name, "type", "bridge"]).await;
+        sh(&["ip", "-n", &ns, "link", "set", name, "up"]).await;
+    }
+
+    async fn destroy(mut self) {
+        for ns in std::mem::take(&mut self.namespaces) {
+            let _ = ok(&["ip", "netns", "del", &ns]).await;
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Only reached with namespaces left when the test failed before `destroy`.
+        for ns in &self.namespaces {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .status();
+        }
+    }
+}
+
+/// Runs `f` on a short-lived thread inside the network namespace at `path` (sockets created
+/// there stay in that namespace).
+async fn in_netns<T: Send + 'static>(
+    path: String,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let r = (|| {
+            let file = std::fs::File::open(&path)?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
+            f()
+        })();
+        let _ = tx.send(r);
+    });
+    tokio::time::timeout(STEP, rx)
+        .await
+        .expect("namespace thread timed out")
+        .expect("namespace thread died")
+}
+
+/// A TCP server on `REMOTE:PORT` in `node`'s namespace answering each connection with
+/// `"<node> <peer address>"`. Aborted on drop.
+struct Server(tokio::task::JoinHandle<()>);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn serve(lab: &Lab, node: &str) -> Server {
+    let std_listener = in_netns(lab.path(node), || {
+        let l = std::net::TcpListener::bind(SocketAddr::from((REMOTE, PORT)))?;
+        l.set_nonblocking(true)?;
+        Ok(l)
+    })
+    .await
+    .expect("listener");
+    let listener = tokio::net::TcpListener::from_std(std_listener).expect("tokio listener");
+    let name = node.to_owned();
+    Server(tokio::spawn(async move {
+        while let Ok((mut s, peer)) = listener.accept().await {
+            let reply = format!("{name} {}", peer.ip());
+            let _ = s.write_all(reply.as_bytes()).await;
+            let _ = s.shutdown().await;
+        }
+    }))
+}
+
+/// Connects from the worker's pod address to `REMOTE:PORT`; returns the server's reply.
+async fn call(lab: &Lab) -> String {
+    let socket = in_netns(lab.path("w"), || {
+        let s = tokio::net::TcpSocket::new_v4()?;
+        s.bind(SocketAddr::from((POD, 0)))?;
+        Ok(s)
+    })
+    .await
+    .expect("socket");
+    let mut stream = tokio::time::timeout(STEP, socket.connect(SocketAddr::from((REMOTE, PORT))))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    let mut reply = String::new();
+    tokio::time::timeout(STEP, stream.read_to_string(&mut reply))
+        .await
+        .expect("read timed out")
+        .expect("read");
+    reply
+}
+
+async fn ping(lab: &Lab) -> bool {
+    ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.ns("w"),
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "3",
+        "-I",
+        &POD.to_string(),
+        &REMOTE.to_string(),
+    ])
+    .await
+}
+
+fn cidr(s: &str) -> Cidr {
+    s.parse().unwrap()
+}
+
+fn node(name: &str, host: u8, pod_cidr: &str, gateway: &str) -> NodeView {
+    NodeView {
+        name: name.into(),
+        internal_ip: Some(IpAddr::V4(Ipv4Addr::new(192, 168, 10, host))),
+        pod_cidrs: BTreeSet::from([cidr(pod_cidr)]),
+        gateway: Some(gateway.into()),
+    }
+}
+
+fn endpoint(node: &str, key: Option<&str>, public_ip: &str) -> TunnelEndpoint {
+    TunnelEndpoint {
+        node_name: node.into(),
+        under_nat: false,
+        nat_type: Default::default(),
+        public_ip: public_ip.parse().ok(),
+        public_port: None,
+        port: 4500,
+        public_key: key.map(str::to_owned),
+    }
+}
+
+/// Site A (gateway nodes `g1`, `g2`, worker `w`) with `active` as its tunnel endpoint, and a
+/// remote site B whose pod subnet is `10.245.0.0/24`.
+fn view(active: &str) -> ClusterView {
+    let key_a = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+    ClusterView {
+        gateways: vec![
+            GatewayView {
+                name: "gw-a".into(),
+                active: Some(endpoint(active, Some(key_a), "203.0.113.1")),
+                subnets: BTreeSet::new(),
+            },
+            GatewayView {
+                name: "gw-b".into(),
+                active: Some(endpoint("b1", Some(KEY_B), "203.0.113.2")),
+                subnets: BTreeSet::new(),
+            },
+        ],
+        nodes: vec![
+            node("g1", 1, "10.244.0.0/24", "gw-a"),
+            node("w", 2, "10.244.1.0/24", "gw-a"),
+            node("g2", 3, "10.244.2.0/24", "gw-a"),
+            NodeView {
+                name: "b1".into(),
+                internal_ip: Some(IpAddr::V4(Ipv4Addr::new(172, 16, 0, 1))),
+                pod_cidrs: BTreeSet::from([cidr("10.245.0.0/24")]),
+                gateway: Some("gw-b".into()),
+            },
+        ],
+    }
+}
+
+/// `node`'s plan without the WireGuard items (a blank `raven-wg0` stands in for the device).
+fn plan_for(view: &ClusterView, node: &str) -> Plan {
+    let p = plan(view, node, &PlanConfig::default());
+    let items: Vec<Item> = p
+        .items()
+        .filter(|i| !matches!(i, Item::WireGuardDevice { .. } | Item::Peer(_)))
+        .cloned()
+        .collect();
+    Plan::from_items(p.role.clone(), items)
+}
+
+/// An engine acting in `node`'s namespace: netlink, plus skip-NAT rules with `nat` (the
+/// node's detected backend when `None` inside).
+async fn engine(lab: &Lab, node: &str, nat: Option<Option<NatBackend>>) -> Engine {
+    let mut drivers: Vec<Box<dyn Driver>> = vec![Box::new(
+        NetlinkDriver::connect_in(lab.path(node))
+            .await
+            .expect("netlink socket in namespace"),
+    )];
+    if let Some(backend) = nat {
+        let backend = match backend {
+            Some(b) => b,
+            None => NatBackend::detect().await.expect("nft or iptables"),
+        };
+        drivers.push(Box::new(NatDriver::in_netns(backend, lab.path(node))));
+    }
+    Engine::new(drivers)
+}
+
+/// What of ours is on `node`: raven0, routes marked with our protocol, our NAT table/chain.
+async fn leftovers(lab: &Lab, node: &str) -> Vec<String> {
+    let ns = lab.ns(node);
+    let mut out = Vec::new();
+    if ok(&["ip", "-n", &ns, "link", "show", "raven0"]).await {
+        out.push("raven0".to_owned());
+    }
+    let routes = sh(&["ip", "-n", &ns, "route", "show", "proto", "0x52"]).await;
+    out.extend(routes.lines().map(|l| format!("route {l}")));
+    if ok(&[
+        "ip", "netns", "exec", &ns, "nft", "list", "table", "ip", "raven",
+    ])
+    .await
+    {
+        out.push("nft table raven".to_owned());
+    }
+    if ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns,
+        "iptables",
+        "-t",
+        "nat",
+        "-S",
+        "RAVEN-SKIP-NAT",
+    ])
+    .await
+    {
+        out.push("iptables chain RAVEN-SKIP-NAT".to_owned());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_reaches_active_gateway_over_vxlan_keeps_pod_source_and_follows_failover() {
+    let _g = crate::support::shared().await;
+    let Some(mut lab) = Lab::new("a").await else {
+        return;
+    };
+    lab.node("g1", 1).await;
+    lab.node("w", 2).await;
+    lab.node("g2", 3).await;
+    lab.local_address("w", POD).await;
+    for g in ["g1", "g2"] {
+        lab.local_address(g, REMOTE).await;
+        lab.blank_device(g, WIREGUARD_DEVICE).await;
+        // The CNI's route back to the worker's pod CIDR.
+        sh(&[
+            "ip",
+            "-n",
+            &lab.ns(g),
+            "route",
+            "add",
+            "10.244.1.0/24",
+            "via",
+            "192.168.10.2",
+        ])
+        .await;
+    }
+    // The worker masquerades everything it sends, as a CNI would for pod egress.
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.ns("w"),
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "!",
+        "-o",
+        "lo",
+        "-j",
+        "MASQUERADE",
+    ])
+    .await;
+    let _s1 = serve(&lab, "g1").await;
+    let _s2 = serve(&lab, "g2").await;
+
+    // Without our state the worker has no route to the remote subnet.
+    assert!(!ping(&lab).await, "remote subnet reachable before any plan");
+
+    let v1 = view("g1");
+    let g1 = engine(&lab, "g1", Some(None)).await;
+    let g2 = engine(&lab, "g2", Some(None)).await;
+    let w_links_only = engine(&lab, "w", None).await;
+    assert!(g1.sync(&plan_for(&v1, "g1")).await.unwrap() > 0);
+    // The standby gateway node is an ordinary member while g1 is active.
+    let g2_plan = plan_for(&v1, "g2");
+    assert!(
+        matches!(g2_plan.role, Role::Member { .. }),
+        "{:?}",
+        g2_plan.role
+    );
+    assert!(g2.sync(&g2_plan).await.unwrap() > 0);
+
+    // VXLAN and routes only: packets reach g1 but leave the worker masqueraded to its overlay
+    // address, which the gateway has no route back to, so nothing answers.
+    let w_plan = plan_for(&v1, "w");
+    assert!(w_links_only.sync(&w_plan).await.unwrap() > 0);
+    assert!(!ping(&lab).await, "masqueraded traffic must not come back");
+    drop(w_links_only);
+
+    // With the skip-NAT rule the gateway sees the pod address.
+    let w = engine(&lab, "w", Some(None)).await;
+    assert!(w.sync(&w_plan).await.unwrap() > 0);
+    assert_eq!(call(&lab).await, format!("g1 {POD}"));
+    assert!(ping(&lab).await, "ping over raven0");
+    assert_eq!(w.sync(&w_plan).await.unwrap(), 0, "sync is idempotent");
+
+    // Drift: someone deletes our route and our NAT rules; the next sync repairs both.
+    let ns = lab.ns("w");
+    sh(&["ip", "-n", &ns, "route", "del", "10.245.0.0/24"]).await;
+    let _ = ok(&[
+        "ip", "netns", "exec", &ns, "nft", "delete", "table", "ip", "raven",
+    ])
+    .await;
+    let _ = ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns,
+        "iptables",
+        "-t",
+        "nat",
+        "-F",
+        "RAVEN-SKIP-NAT",
+    ])
+    .await;
+    assert!(!ping(&lab).await, "route deleted");
+    assert!(
+        w.sync(&w_plan).await.unwrap() >= 2,
+        "route and skip-NAT entry re-added"
+    );
+    assert_eq!(call(&lab).await, format!("g1 {POD}"));
+
+    // Failover: g2 becomes the active endpoint. g1 tears its state down, g2 builds it, and the
+    // worker's route, forwarding and neighbour entries move to g2.
+    let v2 = view("g2");
+    g1.sync(&plan_for(&v2, "g1")).await.unwrap();
+    // g1 is now an ordinary member: its tunnel route is gone, it goes through g2 instead.
+    let g1_routes = sh(&["ip", "-n", &lab.ns("g1"), "route", "show", "proto", "0x52"]).await;
+    assert_eq!(
+        g1_routes.trim(),
+        "10.245.0.0/24 via 240.168.10.3 dev raven0 onlink"
+    );
+    g2.sync(&plan_for(&v2, "g2")).await.unwrap();
+    w.sync(&plan_for(&v2, "w")).await.unwrap();
+    assert_eq!(call(&lab).await, format!("g2 {POD}"));
+    assert!(ping(&lab).await, "ping after failover");
+
+    // Agent restart: a fresh engine (no memory of what was applied) converges and, on
+    // shutdown, removes everything of ours.
+    drop(w);
+    let w = engine(&lab, "w", Some(None)).await;
+    assert_eq!(
+        w.sync(&plan_for(&v2, "w")).await.unwrap(),
+        0,
+        "restart finds its own state"
+    );
+    w.teardown().await.unwrap();
+    g2.teardown().await.unwrap();
+    g1.teardown().await.unwrap();
+    for n in ["w", "g1", "g2"] {
+        assert_eq!(
+            leftovers(&lab, n).await,
+            Vec::<String>::new(),
+            "{n} left state behind"
+        );
+    }
+    // Routes of others survive: the CNI route on g2 is still there.
+    let kept = sh(&["ip", "-n", &lab.ns("g2"), "route", "show", "10.244.1.0/24"]).await;
+    assert!(kept.contains("via 192.168.10.2"), "{kept}");
+    assert!(!ping(&lab).await, "no path after teardown");
+    lab.destroy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_device_and_routes_are_replaced_and_iptables_backend_works() {
+    let _g = crate::support::shared().await;
+    let Some(mut lab) = Lab::new("b").await else {
+        return;
+    };
+    lab.node("w", 2).await;
+    lab.node("g1", 1).await;
+    let ns = lab.ns("w");
+    // A stale raven0 from an older configuration (other VNI, learning on) and a stale route.
+    sh(&[
+        "ip",
+        "-n",
+        &ns,
+        "link",
+        "add",
+        "raven0",
+        "type",
+        "vxlan",
+        "id",
+        "7",
+        "dstport",
+        "4789",
+        "local",
+        "192.168.10.2",
+    ])
+    .await;
+    sh(&["ip", "-n", &ns, "link", "set", "raven0", "up"]).await;
+    sh(&[
+        "ip",
+        "-n",
+        &ns,
+        "route",
+        "add",
+        "10.99.0.0/16",
+        "dev",
+        "raven0",
+        "proto",
+        "0x52",
+    ])
+    .await;
+    let w = engine(&lab, "w", Some(Some(NatBackend::Iptables))).await;
+    w.sync(&plan_for(&view("g1"), "w")).await.unwrap();
+    let link = sh(&["ip", "-d", "-n", &ns, "link", "show", "raven0"]).await;
+    assert!(link.contains("id 1 "), "{link}");
+    assert!(link.contains("dstport 4478"), "{link}");
+    assert!(link.contains("nolearning"), "{link}");
+    assert!(link.contains("aa:0f:f0:a8:0a:02"), "{link}");
+    let routes = sh(&["ip", "-n", &ns, "route", "show", "proto", "0x52"]).await;
+    assert_eq!(
+        routes.trim(),
+        "10.245.0.0/24 via 240.168.10.1 dev raven0 onlink",
+        "stale route removed, ours added"
+    );
+    // The iptables backend: our chain, jumped to first from POSTROUTING.
+    let nat = sh(&["ip", "netns", "exec", &ns, "iptables", "-t", "nat", "-S"]).await;
+    assert!(
+        nat.contains("-A RAVEN-SKIP-NAT -d 10.245.0.0/24 -j ACCEPT"),
+        "{nat}"
+    );
+    let post = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns,
+        "iptables",
+        "-t",
+        "nat",
+        "-S",
+        "POSTROUTING",
+    ])
+    .await;
+    assert_eq!(
+        post.lines().nth(1),
+        Some("-A POSTROUTING -j RAVEN-SKIP-NAT"),
+        "{post}"
+    );
+    let fdb = sh(&["bridge", "-n", &ns, "fdb", "show", "dev", "raven0"]).await;
+    assert!(fdb.contains("dst 192.168.10.1"), "{fdb}");
+    w.teardown().await.unwrap();
+    assert_eq!(leftovers(&lab, "w").await, Vec::<String>::new());
+    lab.destroy().await;
+}
