@@ -607,3 +607,237 @@ async fn stale_device_and_routes_are_replaced_and_iptables_backend_works() {
     assert_eq!(leftovers(&lab, "w").await, Vec::<String>::new());
     lab.destroy().await;
 }
+
+mod agent {
+    //! The agent loop against the test apiserver: two agents (active gateway `g1` and worker
+    //! `w`) watch Gateways, Nodes and `raven-cfg`, each driving the drivers in its namespace.
+
+    use super::*;
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+    use serde_json::{Value, json};
+    use yurt_testkit::{ResourceDef, TestApiServer};
+    use yurt_tunnel::l3::driver::agent::{L3AgentConfig, gateway_resource, run};
+
+    const KEY_W: &str = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
+
+    fn api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
+        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind), plural);
+        match kind {
+            "ConfigMap" => Api::namespaced_with(client.clone(), "kube-system", &ar),
+            _ => Api::all_with(client.clone(), &ar),
+        }
+    }
+
+    fn obj(v: Value) -> DynamicObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    async fn create_node(nodes: &Api<DynamicObject>, name: &str, ip: &str, cidr: &str, gw: &str) {
+        let pp = Default::default();
+        nodes
+            .create(
+                &pp,
+                &obj(json!({
+                    "apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": name, "labels": {"raven.openyurt.io/gateway": gw}},
+                    "spec": {"podCIDR": cidr},
+                })),
+            )
+            .await
+            .unwrap();
+        let status = json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}});
+        nodes
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+    }
+
+    async fn create_gateway(gws: &Api<DynamicObject>, name: &str, endpoints: Value, active: Value) {
+        gws.create(
+            &Default::default(),
+            &obj(json!({
+                "apiVersion": "raven.openyurt.io/v1beta1", "kind": "Gateway",
+                "metadata": {"name": name},
+                "spec": {"endpoints": endpoints},
+            })),
+        )
+        .await
+        .unwrap();
+        let status = json!({"status": {"activeEndpoints": active}});
+        gws.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+    }
+
+    async fn switch(cms: &Api<DynamicObject>, on: bool) {
+        let patch = json!({"data": {"enable-l3-tunnel": on.to_string()}});
+        cms.patch("raven-cfg", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
+    /// Polls `cond` every 100 ms until it holds or `STEP` passes.
+    async fn eventually<F: std::future::Future<Output = bool>>(
+        what: &str,
+        mut cond: impl FnMut() -> F,
+    ) {
+        let deadline = tokio::time::Instant::now() + STEP;
+        while !cond().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn our_routes(lab: &Lab, node: &str) -> String {
+        sh(&["ip", "-n", &lab.ns(node), "route", "show", "proto", "0x52"]).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn agent_follows_the_cluster_and_the_switch_repairs_drift_and_cleans_up() {
+        let _g = crate::support::shared().await;
+        let Some(mut lab) = Lab::new("c").await else {
+            return;
+        };
+        lab.node("g1", 1).await;
+        lab.node("w", 2).await;
+        lab.local_address("w", POD).await;
+        lab.local_address("g1", REMOTE).await;
+        lab.blank_device("g1", WIREGUARD_DEVICE).await;
+        sh(&[
+            "ip",
+            "-n",
+            &lab.ns("g1"),
+            "route",
+            "add",
+            "10.244.1.0/24",
+            "via",
+            "192.168.10.2",
+        ])
+        .await;
+        let _server = serve(&lab, "g1").await;
+
+        let apiserver = TestApiServer::start().await.unwrap();
+        apiserver.register(
+            ResourceDef::new("raven.openyurt.io", "v1beta1", "gateways", "Gateway")
+                .cluster_scoped()
+                .status_subresource(),
+        );
+        let client = apiserver.client();
+        let nodes = api(&client, "Node", "nodes");
+        let cms = api(&client, "ConfigMap", "configmaps");
+        let gws = Api::<DynamicObject>::all_with(client.clone(), &gateway_resource());
+        create_node(&nodes, "g1", "192.168.10.1", "10.244.0.0/24", "gw-a").await;
+        create_node(&nodes, "w", "192.168.10.2", "10.244.1.0/24", "gw-a").await;
+        create_node(&nodes, "b1", "172.16.0.1", "10.245.0.0/24", "gw-b").await;
+        let key_a = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+        let ep = |node: &str, key: Option<&str>, ip: &str| {
+            let mut e = json!({"nodeName": node, "type": "tunnel", "port": 4500, "publicIP": ip});
+            if let Some(k) = key {
+                e["config"] = json!({"publicKey": k});
+            }
+            e
+        };
+        create_gateway(
+            &gws,
+            "gw-a",
+            json!([
+                ep("g1", Some(key_a), "203.0.113.1"),
+                ep("w", None, "203.0.113.9")
+            ]),
+            json!([ep("g1", Some(key_a), "203.0.113.1")]),
+        )
+        .await;
+        create_gateway(
+            &gws,
+            "gw-b",
+            json!([ep("b1", Some(KEY_B), "203.0.113.2")]),
+            json!([ep("b1", Some(KEY_B), "203.0.113.2")]),
+        )
+        .await;
+        cms.create(
+            &Default::default(),
+            &obj(json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "raven-cfg", "namespace": "kube-system"},
+                "data": {"enable-l3-tunnel": "true", "enable-l7-proxy": "true"},
+            })),
+        )
+        .await
+        .unwrap();
+
+        let mut agents = Vec::new();
+        for (node, key) in [("g1", None), ("w", Some(KEY_W))] {
+            let mut cfg = L3AgentConfig::new(node);
+            cfg.sync_period = Duration::from_millis(500);
+            cfg.retry_after = Duration::from_millis(200);
+            cfg.public_key = key.map(str::to_owned);
+            let eng = engine(&lab, node, Some(None)).await;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(run(client.clone(), eng, cfg, async move {
+                let _ = stopped.await;
+            }));
+            agents.push((stop, task));
+        }
+
+        // The worker routes the remote subnet to g1 over raven0, without NAT.
+        eventually("worker route via g1", || async {
+            our_routes(&lab, "w")
+                .await
+                .contains("10.245.0.0/24 via 240.168.10.1 dev raven0")
+        })
+        .await;
+        eventually("g1 raven0", || async {
+            leftovers(&lab, "g1").await.contains(&"raven0".to_owned())
+        })
+        .await;
+        assert_eq!(call(&lab).await, format!("g1 {POD}"));
+
+        // The worker published its public key in its own endpoint, and only there.
+        eventually("public key published", || async {
+            let gw = gws.get("gw-a").await.unwrap();
+            let eps = gw.data["spec"]["endpoints"].clone();
+            eps[1]["config"]["publicKey"] == KEY_W && eps[0]["config"]["publicKey"] == key_a
+        })
+        .await;
+
+        // Drift is repaired by the periodic sync.
+        sh(&["ip", "-n", &lab.ns("w"), "route", "del", "10.245.0.0/24"]).await;
+        eventually("route repaired", || async {
+            our_routes(&lab, "w").await.contains("10.245.0.0/24")
+        })
+        .await;
+
+        // The raven-cfg switch off removes everything; on brings it back.
+        switch(&cms, false).await;
+        for n in ["w", "g1"] {
+            eventually("l3 off", || async { leftovers(&lab, n).await.is_empty() }).await;
+        }
+        switch(&cms, true).await;
+        eventually("l3 on again", || async {
+            our_routes(&lab, "w").await.contains("10.245.0.0/24")
+        })
+        .await;
+        eventually("traffic again", || async { ping(&lab).await }).await;
+
+        // Shutdown tears down what each agent created.
+        for (stop, task) in agents {
+            let _ = stop.send(());
+            tokio::time::timeout(STEP, task)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+        }
+        for n in ["w", "g1"] {
+            assert_eq!(
+                leftovers(&lab, n).await,
+                Vec::<String>::new(),
+                "{n} left state behind"
+            );
+        }
+        lab.destroy().await;
+    }
+}

@@ -17,6 +17,8 @@
 //! number [`netlink::ROUTE_PROTOCOL`], rules live in our own nftables table or iptables chain,
 //! and the devices have Raven's fixed names.
 
+#[cfg(feature = "crd")]
+pub mod agent;
 pub mod nat;
 pub mod netlink;
 
