@@ -8,3 +8,4 @@ mod limits;
 mod operator;
 mod resilience;
 mod security;
+mod wireguard;
