@@ -9,3 +9,4 @@ mod limits;
 mod operator;
 mod resilience;
 mod security;
+mod wireguard;

@@ -2,8 +2,8 @@
 //!
 //! Each [`Driver`] owns some kinds of [`Item`] ([`Driver::owns`]): the [`netlink`] driver the
 //! VXLAN device `raven0`, its forwarding and neighbour entries and the routes for remote pod
-//! subnets; the [`nat`] driver the skip-NAT subnets; a WireGuard driver the device `raven-wg0`
-//! and its peers. A driver can say which of its items exist on the node right now
+//! subnets; the [`nat`] driver the skip-NAT subnets; the [`super::wireguard`] driver the device
+//! `raven-wg0` and its peers. A driver can say which of its items exist on the node right now
 //! ([`Driver::observe`]), and perform a list of [`Change`]s ([`Driver::apply`]), each of them
 //! idempotent (adding what exists replaces it, removing what is gone succeeds).
 //!
@@ -40,6 +40,9 @@ pub enum DriverError {
         /// Its error output or the reason it did not run.
         message: String,
     },
+    /// The WireGuard driver refused a change.
+    #[error(transparent)]
+    WireGuard(#[from] super::wireguard::WireGuardError),
     /// Entering a network namespace or opening a socket failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -64,6 +67,27 @@ pub trait Driver: Send + Sync {
     async fn observe(&self) -> Result<Vec<Item>, DriverError>;
     /// Performs `changes` in order; each one is idempotent.
     async fn apply(&self, changes: &[Change]) -> Result<(), DriverError>;
+}
+
+/// The userspace WireGuard device and its peers (see [`super::wireguard`]). It keeps its state in
+/// the process (a TUN device goes away with the process), so what it observes is what it runs.
+#[async_trait]
+impl Driver for super::wireguard::WireGuardDriver {
+    fn name(&self) -> &'static str {
+        "wireguard"
+    }
+
+    fn owns(&self, item: &Item) -> bool {
+        Self::owns(item)
+    }
+
+    async fn observe(&self) -> Result<Vec<Item>, DriverError> {
+        Ok(Self::observe(self).await)
+    }
+
+    async fn apply(&self, changes: &[Change]) -> Result<(), DriverError> {
+        Ok(Self::apply(self, changes).await?)
+    }
 }
 
 /// Rounds of observe-diff-apply in one [`Engine::sync`] before giving up.
