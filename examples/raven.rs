@@ -227,12 +227,11 @@ struct AgentArgs {
     #[arg(long, env = "NODE_NAME", help_heading = "Node")]
     node_name: String,
     /// This node's addresses (repeat; the first is where node-name targets go). Must be in the
-    /// Node's `status.addresses` when the server verifies claims.
+    /// Node's `status.addresses` when the server verifies claims. Layer 7 needs it.
     #[arg(
         long = "node-ip",
         env = "NODE_IP",
         value_delimiter = ',',
-        required = true,
         help_heading = "Node"
     )]
     node_ips: Vec<IpAddr>,
@@ -495,6 +494,9 @@ fn l7_agent(a: &AgentArgs) -> Result<Option<Arc<Agent>>, String> {
     };
     if a.tunnelserver_addrs.is_empty() {
         return Err("layer 7 needs at least one --tunnelserver-addr".into());
+    }
+    if a.node_ips.is_empty() {
+        return Err("layer 7 needs --node-ip".into());
     }
     let e = |e: TunnelError| e.to_string();
     let chain = tls::load_certs(cert).map_err(e)?;
