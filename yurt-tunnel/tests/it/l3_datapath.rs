@@ -110,12 +110,67 @@ impl Lab {
 
     /// A node namespace on the LAN with underlay address `192.168.10.<host>`.
     async fn node(&mut self, node: &str, host: u8) {
-        let ns = self.ns(node);
-        let lan = self.ns("lan");
+        self.node_on("lan", "192.168.10", node, host).await;
+    }
+
+    /// A bridge namespace `name` (another site's LAN, or the internet).
+    async fn bridge(&mut self, name: &str) {
+        let ns = self.ns(name);
         let _ = ok(&["ip", "netns", "del", &ns]).await;
         sh(&["ip", "netns", "add", &ns]).await;
         self.namespaces.push(ns.clone());
-        let port = format!("p{host}");
+        sh(&["ip", "-n", &ns, "link", "add", "br0", "type", "bridge"]).await;
+        sh(&["ip", "-n", &ns, "link", "set", "br0", "up"]).await;
+    }
+
+    /// Plugs `node` (created if missing) into bridge namespace `lan` as `dev` with `addr/24`.
+    async fn plug(&mut self, lan: &str, node: &str, dev: &str, addr: &str) {
+        let ns = self.ns(node);
+        if !self.namespaces.contains(&ns) {
+            let _ = ok(&["ip", "netns", "del", &ns]).await;
+            sh(&["ip", "netns", "add", &ns]).await;
+            self.namespaces.push(ns.clone());
+            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]).await;
+            for key in [
+                "net.ipv4.ip_forward=1",
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.default.rp_filter=0",
+            ] {
+                sh(&["ip", "netns", "exec", &ns, "sysctl", "-qw", key]).await;
+            }
+        }
+        let lan_ns = self.ns(lan);
+        let port = format!("{node}{dev}");
+        sh(&[
+            "ip", "link", "add", dev, "netns", &ns, "type", "veth", "peer", "name", &port, "netns",
+            &lan_ns,
+        ])
+        .await;
+        sh(&[
+            "ip", "-n", &lan_ns, "link", "set", &port, "master", "br0", "up",
+        ])
+        .await;
+        sh(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            dev,
+        ])
+        .await;
+        sh(&["ip", "-n", &ns, "link", "set", dev, "up"]).await;
+    }
+
+    async fn node_on(&mut self, lan: &str, net: &str, node: &str, host: u8) {
+        let ns = self.ns(node);
+        let lan = self.ns(lan);
+        let _ = ok(&["ip", "netns", "del", &ns]).await;
+        sh(&["ip", "netns", "add", &ns]).await;
+        self.namespaces.push(ns.clone());
+        let port = format!("p{}{host}", net.rsplit('.').next().unwrap_or_default());
         sh(&[
             "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port,
             "netns", &lan,
@@ -125,7 +180,7 @@ impl Lab {
             "ip", "-n", &lan, "link", "set", &port, "master", "br0", "up",
         ])
         .await;
-        let addr = format!("192.168.10.{host}/24");
+        let addr = format!("{net}.{host}/24");
         sh(&["ip", "-n", &ns, "addr", "add", &addr, "dev", "eth0"]).await;
         sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]).await;
         sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]).await;
@@ -837,6 +892,293 @@ mod agent {
                 Vec::<String>::new(),
                 "{n} left state behind"
             );
+        }
+        lab.destroy().await;
+    }
+}
+
+mod cross_site {
+    //! Two sites through the tunnel. Site A's gateway `g1` has a public address on the
+    //! "internet" bridge; site B sits behind a NAT namespace `rb` that masquerades its LAN
+    //! (`192.168.20.0/24`) and has no route into site A's LAN. Pods: `10.244.1.1` on A's worker
+    //! `w`, `10.245.1.1` on B's worker `wb`. Gateway nodes run the whole engine (userspace
+    //! WireGuard, netlink, skip-NAT) on a thread inside their namespace, so the TUN device is
+    //! created there; workers run netlink and skip-NAT from the test process.
+
+    use super::*;
+    use yurt_tunnel::l3::wireguard::{WireGuardConfig, WireGuardDriver, WireGuardKey};
+
+    const POD_B: Ipv4Addr = Ipv4Addr::new(10, 245, 1, 1);
+
+    type Request = (Plan, tokio::sync::oneshot::Sender<Result<usize, String>>);
+
+    /// An engine living on a thread inside a namespace; syncs the plans it is sent, tears down
+    /// when the sender is dropped.
+    struct NsEngine {
+        tx: Option<tokio::sync::mpsc::Sender<Request>>,
+        done: Option<tokio::sync::oneshot::Receiver<Result<usize, String>>>,
+    }
+
+    impl NsEngine {
+        fn start(path: String, key: WireGuardKey) -> Self {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Request>(4);
+            let (done_tx, done) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                let result = (|| -> Result<usize, String> {
+                    let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| e.to_string())?;
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    rt.block_on(async move {
+                        let mut config = WireGuardConfig::new(key);
+                        config.preshared_key = Some([7; 32]);
+                        let drivers: Vec<Box<dyn Driver>> = vec![
+                            Box::new(WireGuardDriver::new(config)),
+                            Box::new(NetlinkDriver::connect().map_err(|e| e.to_string())?),
+                            Box::new(NatDriver::new(
+                                NatBackend::detect().await.ok_or("no nft/iptables")?,
+                            )),
+                        ];
+                        let engine = Engine::new(drivers);
+                        while let Some((plan, reply)) = rx.recv().await {
+                            let _ = reply.send(engine.sync(&plan).await.map_err(|e| e.to_string()));
+                        }
+                        engine.teardown().await.map_err(|e| e.to_string())
+                    })
+                })();
+                let _ = done_tx.send(result);
+            });
+            Self {
+                tx: Some(tx),
+                done: Some(done),
+            }
+        }
+
+        async fn sync(&self, plan: Plan) -> usize {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.tx.as_ref().unwrap().send((plan, reply)).await.unwrap();
+            tokio::time::timeout(STEP, answer)
+                .await
+                .expect("sync timed out")
+                .unwrap()
+                .expect("sync")
+        }
+
+        async fn stop(mut self) {
+            drop(self.tx.take());
+            let done = self.done.take().unwrap();
+            tokio::time::timeout(STEP, done)
+                .await
+                .expect("teardown timed out")
+                .unwrap()
+                .expect("teardown");
+        }
+    }
+
+    fn view(key_a: &str, key_b: &str) -> ClusterView {
+        let mut a = endpoint("g1", Some(key_a), "203.0.113.1");
+        a.port = 4500;
+        let mut b = endpoint("gb", Some(key_b), "203.0.113.2");
+        b.under_nat = true;
+        let node_b = |name: &str, host: u8, cidr: &str| NodeView {
+            name: name.into(),
+            internal_ip: Some(IpAddr::V4(Ipv4Addr::new(192, 168, 20, host))),
+            pod_cidrs: BTreeSet::from([super::cidr(cidr)]),
+            gateway: Some("gw-b".into()),
+        };
+        ClusterView {
+            gateways: vec![
+                GatewayView {
+                    name: "gw-a".into(),
+                    active: Some(a),
+                    subnets: BTreeSet::new(),
+                },
+                GatewayView {
+                    name: "gw-b".into(),
+                    active: Some(b),
+                    subnets: BTreeSet::new(),
+                },
+            ],
+            nodes: vec![
+                node("g1", 1, "10.244.0.0/24", "gw-a"),
+                node("w", 2, "10.244.1.0/24", "gw-a"),
+                node_b("gb", 1, "10.245.0.0/24"),
+                node_b("wb", 2, "10.245.1.0/24"),
+            ],
+        }
+    }
+
+    async fn ping_from(lab: &Lab, node: &str, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.ns(node),
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-I",
+            &src.to_string(),
+            &dst.to_string(),
+        ])
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pods_of_two_sites_reach_each_other_through_the_tunnel() {
+        let _g = crate::support::shared().await;
+        let Some(mut lab) = Lab::new("d").await else {
+            return;
+        };
+        // Site A: LAN 192.168.10.0/24; g1 also on the internet as 203.0.113.1.
+        lab.node("g1", 1).await;
+        lab.node("w", 2).await;
+        lab.bridge("net").await;
+        lab.plug("net", "g1", "up0", "203.0.113.1").await;
+        // Site B: LAN 192.168.20.0/24 behind the masquerading router rb (203.0.113.2).
+        lab.bridge("lanb").await;
+        lab.plug("lanb", "rb", "in0", "192.168.20.254").await;
+        lab.plug("net", "rb", "up0", "203.0.113.2").await;
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.ns("rb"),
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-o",
+            "up0",
+            "-j",
+            "MASQUERADE",
+        ])
+        .await;
+        lab.plug("lanb", "gb", "eth0", "192.168.20.1").await;
+        lab.plug("lanb", "wb", "eth0", "192.168.20.2").await;
+        sh(&[
+            "ip",
+            "-n",
+            &lab.ns("gb"),
+            "route",
+            "add",
+            "default",
+            "via",
+            "192.168.20.254",
+        ])
+        .await;
+        lab.local_address("w", POD).await;
+        lab.local_address("wb", POD_B).await;
+        // The CNI's routes from each gateway to its worker's pod CIDR.
+        sh(&[
+            "ip",
+            "-n",
+            &lab.ns("g1"),
+            "route",
+            "add",
+            "10.244.1.0/24",
+            "via",
+            "192.168.10.2",
+        ])
+        .await;
+        sh(&[
+            "ip",
+            "-n",
+            &lab.ns("gb"),
+            "route",
+            "add",
+            "10.245.1.0/24",
+            "via",
+            "192.168.20.2",
+        ])
+        .await;
+        // No path between the sites without the tunnel.
+        assert!(!ping_from(&lab, "w", POD, POD_B).await);
+
+        let key_a = WireGuardKey::generate().unwrap();
+        let key_b = WireGuardKey::generate().unwrap();
+        let v = view(&key_a.public_key_base64(), &key_b.public_key_base64());
+        let cfg = PlanConfig::default();
+        let ga = NsEngine::start(lab.path("g1"), key_a);
+        let gb = NsEngine::start(lab.path("gb"), key_b);
+        assert!(ga.sync(plan(&v, "g1", &cfg)).await > 0);
+        assert!(gb.sync(plan(&v, "gb", &cfg)).await > 0);
+        let wa = engine(&lab, "w", Some(None)).await;
+        let wb = engine(&lab, "wb", Some(None)).await;
+        assert!(wa.sync(&plan(&v, "w", &cfg)).await.unwrap() > 0);
+        assert!(wb.sync(&plan(&v, "wb", &cfg)).await.unwrap() > 0);
+
+        // The NATed side dials first (its peer has the public endpoint); then both directions.
+        let deadline = tokio::time::Instant::now() + STEP;
+        while !ping_from(&lab, "wb", POD_B, POD).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "site B cannot reach site A"
+            );
+        }
+        assert!(
+            ping_from(&lab, "w", POD, POD_B).await,
+            "site A cannot reach site B"
+        );
+
+        // A TCP stream from A's pod to B's pod keeps the pod source address end to end.
+        let listener = in_netns(lab.path("wb"), || {
+            let l = std::net::TcpListener::bind(SocketAddr::from((POD_B, PORT)))?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })
+        .await
+        .unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, peer) = listener.accept().await.unwrap();
+            let mut buf = vec![0; 1 << 20];
+            s.read_exact(&mut buf).await.unwrap();
+            s.write_all(peer.ip().to_string().as_bytes()).await.unwrap();
+            s.shutdown().await.unwrap();
+        });
+        let socket = in_netns(lab.path("w"), || {
+            let s = tokio::net::TcpSocket::new_v4()?;
+            s.bind(SocketAddr::from((POD, 0)))?;
+            Ok(s)
+        })
+        .await
+        .unwrap();
+        let mut stream =
+            tokio::time::timeout(STEP, socket.connect(SocketAddr::from((POD_B, PORT))))
+                .await
+                .unwrap()
+                .unwrap();
+        tokio::time::timeout(STEP, stream.write_all(&vec![0x5a; 1 << 20]))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut reply = String::new();
+        tokio::time::timeout(STEP, stream.read_to_string(&mut reply))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply, POD.to_string());
+        tokio::time::timeout(STEP, server).await.unwrap().unwrap();
+
+        // Shutdown leaves nothing behind anywhere.
+        ga.stop().await;
+        gb.stop().await;
+        wa.teardown().await.unwrap();
+        wb.teardown().await.unwrap();
+        for n in ["g1", "w", "gb", "wb"] {
+            assert_eq!(
+                leftovers(&lab, n).await,
+                Vec::<String>::new(),
+                "{n} left state behind"
+            );
+            assert!(!ok(&["ip", "-n", &lab.ns(n), "link", "show", WIREGUARD_DEVICE]).await);
         }
         lab.destroy().await;
     }
