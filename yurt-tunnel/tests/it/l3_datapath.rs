@@ -903,7 +903,8 @@ mod cross_site {
     //! (`192.168.20.0/24`) and has no route into site A's LAN. Pods: `10.244.1.1` on A's worker
     //! `w`, `10.245.1.1` on B's worker `wb`. Gateway nodes run the whole engine (userspace
     //! WireGuard, netlink, skip-NAT) on a thread inside their namespace, so the TUN device is
-    //! created there; workers run netlink and skip-NAT from the test process.
+    //! created there; workers run netlink and skip-NAT from the test process. Then site B's
+    //! active gateway moves to `gb2` and traffic resumes; shutdown leaves nothing behind.
 
     use super::*;
     use yurt_tunnel::l3::wireguard::{WireGuardConfig, WireGuardDriver, WireGuardKey};
@@ -978,10 +979,11 @@ mod cross_site {
         }
     }
 
-    fn view(key_a: &str, key_b: &str) -> ClusterView {
+    /// Site B's active endpoint is `b_node` with key `key_b`.
+    fn view(key_a: &str, b_node: &str, key_b: &str) -> ClusterView {
         let mut a = endpoint("g1", Some(key_a), "203.0.113.1");
         a.port = 4500;
-        let mut b = endpoint("gb", Some(key_b), "203.0.113.2");
+        let mut b = endpoint(b_node, Some(key_b), "203.0.113.2");
         b.under_nat = true;
         let node_b = |name: &str, host: u8, cidr: &str| NodeView {
             name: name.into(),
@@ -1007,6 +1009,7 @@ mod cross_site {
                 node("w", 2, "10.244.1.0/24", "gw-a"),
                 node_b("gb", 1, "10.245.0.0/24"),
                 node_b("wb", 2, "10.245.1.0/24"),
+                node_b("gb2", 3, "10.245.2.0/24"),
             ],
         }
     }
@@ -1030,7 +1033,7 @@ mod cross_site {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn pods_of_two_sites_reach_each_other_through_the_tunnel() {
+    async fn pods_of_two_sites_reach_each_other_through_the_tunnel_and_after_failover() {
         let _g = crate::support::shared().await;
         let Some(mut lab) = Lab::new("d").await else {
             return;
@@ -1103,7 +1106,8 @@ mod cross_site {
 
         let key_a = WireGuardKey::generate().unwrap();
         let key_b = WireGuardKey::generate().unwrap();
-        let v = view(&key_a.public_key_base64(), &key_b.public_key_base64());
+        let ga_key_pub = key_a.public_key_base64();
+        let v = view(&key_a.public_key_base64(), "gb", &key_b.public_key_base64());
         let cfg = PlanConfig::default();
         let ga = NsEngine::start(lab.path("g1"), key_a);
         let gb = NsEngine::start(lab.path("gb"), key_b);
@@ -1167,12 +1171,59 @@ mod cross_site {
         assert_eq!(reply, POD.to_string());
         tokio::time::timeout(STEP, server).await.unwrap().unwrap();
 
+        // Failover in site B: gb2 becomes the active endpoint (new key, same NAT). gb turns
+        // into an ordinary member, g1 replaces its peer, wb's route moves to gb2.
+        lab.plug("lanb", "gb2", "eth0", "192.168.20.3").await;
+        sh(&[
+            "ip",
+            "-n",
+            &lab.ns("gb2"),
+            "route",
+            "add",
+            "default",
+            "via",
+            "192.168.20.254",
+        ])
+        .await;
+        sh(&[
+            "ip",
+            "-n",
+            &lab.ns("gb2"),
+            "route",
+            "add",
+            "10.245.1.0/24",
+            "via",
+            "192.168.20.2",
+        ])
+        .await;
+        let key_b2 = WireGuardKey::generate().unwrap();
+        let key_a_pub = ga_key_pub;
+        let v2 = view(&key_a_pub, "gb2", &key_b2.public_key_base64());
+        let gb2 = NsEngine::start(lab.path("gb2"), key_b2);
+        assert!(gb2.sync(plan(&v2, "gb2", &cfg)).await > 0);
+        assert!(ga.sync(plan(&v2, "g1", &cfg)).await > 0);
+        assert!(gb.sync(plan(&v2, "gb", &cfg)).await > 0);
+        assert!(wb.sync(&plan(&v2, "wb", &cfg)).await.unwrap() > 0);
+        assert!(!ok(&["ip", "-n", &lab.ns("gb"), "link", "show", WIREGUARD_DEVICE]).await);
+        let deadline = tokio::time::Instant::now() + STEP;
+        while !ping_from(&lab, "wb", POD_B, POD).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no traffic after failover"
+            );
+        }
+        assert!(
+            ping_from(&lab, "w", POD, POD_B).await,
+            "A -> B after failover"
+        );
+
         // Shutdown leaves nothing behind anywhere.
         ga.stop().await;
         gb.stop().await;
+        gb2.stop().await;
         wa.teardown().await.unwrap();
         wb.teardown().await.unwrap();
-        for n in ["g1", "w", "gb", "wb"] {
+        for n in ["g1", "w", "gb", "wb", "gb2"] {
             assert_eq!(
                 leftovers(&lab, n).await,
                 Vec::<String>::new(),
