@@ -1233,4 +1233,152 @@ mod cross_site {
         }
         lab.destroy().await;
     }
+
+    /// A site behind the masquerading router `r<x>` (`203.0.113.<public>`), LAN
+    /// `192.168.<net>.0/24` with gateway `g<x>` (.1) and worker `w<x>` (.2, pod `pod`).
+    async fn natted_site(lab: &mut Lab, x: &str, net: u8, public: u8, pod: Ipv4Addr) {
+        let (lan, r, g, w) = (
+            format!("lan{x}"),
+            format!("r{x}"),
+            format!("g{x}"),
+            format!("w{x}"),
+        );
+        lab.bridge(&lan).await;
+        lab.plug(&lan, &r, "in0", &format!("192.168.{net}.254"))
+            .await;
+        lab.plug("net", &r, "up0", &format!("203.0.113.{public}"))
+            .await;
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.ns(&r),
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-o",
+            "up0",
+            "-j",
+            "MASQUERADE",
+        ])
+        .await;
+        lab.plug(&lan, &g, "eth0", &format!("192.168.{net}.1"))
+            .await;
+        lab.plug(&lan, &w, "eth0", &format!("192.168.{net}.2"))
+            .await;
+        let gw = format!("192.168.{net}.254");
+        sh(&[
+            "ip",
+            "-n",
+            &lab.ns(&g),
+            "route",
+            "add",
+            "default",
+            "via",
+            &gw,
+        ])
+        .await;
+        let cni = format!("{}.0/24", pod.to_string().rsplit_once('.').unwrap().0);
+        let wip = format!("192.168.{net}.2");
+        sh(&["ip", "-n", &lab.ns(&g), "route", "add", &cni, "via", &wip]).await;
+        lab.local_address(&w, pod).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_natted_sites_reach_each_other_through_the_central_gateway() {
+        let _g = crate::support::shared().await;
+        let Some(mut lab) = Lab::new("e").await else {
+            return;
+        };
+        const POD_C: Ipv4Addr = Ipv4Addr::new(10, 246, 1, 1);
+        lab.node("g1", 1).await;
+        lab.node("w", 2).await;
+        lab.bridge("net").await;
+        lab.plug("net", "g1", "up0", "203.0.113.1").await;
+        sh(&[
+            "ip",
+            "-n",
+            &lab.ns("g1"),
+            "route",
+            "add",
+            "10.244.1.0/24",
+            "via",
+            "192.168.10.2",
+        ])
+        .await;
+        lab.local_address("w", POD).await;
+        natted_site(&mut lab, "b", 20, 2, POD_B).await;
+        natted_site(&mut lab, "c", 30, 3, POD_C).await;
+
+        let keys: Vec<WireGuardKey> = (0..3).map(|_| WireGuardKey::generate().unwrap()).collect();
+        let pubs: Vec<String> = keys.iter().map(WireGuardKey::public_key_base64).collect();
+        let mut v = view(&pubs[0], "gb", &pubs[1]);
+        let mut c = endpoint("gc", Some(&pubs[2]), "203.0.113.3");
+        c.under_nat = true;
+        v.gateways.push(GatewayView {
+            name: "gw-c".into(),
+            active: Some(c),
+            subnets: BTreeSet::new(),
+        });
+        for (name, host, cidr) in [("gc", 1, "10.246.0.0/24"), ("wc", 2, "10.246.1.0/24")] {
+            v.nodes.push(NodeView {
+                name: name.into(),
+                internal_ip: Some(IpAddr::V4(Ipv4Addr::new(192, 168, 30, host))),
+                pod_cidrs: BTreeSet::from([super::cidr(cidr)]),
+                gateway: Some("gw-c".into()),
+            });
+        }
+        let cfg = PlanConfig::default();
+        // B and C are both behind NAT: they do not peer; each routes the other through g1.
+        let gb_plan = plan(&v, "gb", &cfg);
+        assert_eq!(gb_plan.peers().len(), 1, "{gb_plan:?}");
+        let mut gateways = Vec::new();
+        for (node, key) in ["g1", "gb", "gc"].into_iter().zip(keys) {
+            let e = NsEngine::start(lab.path(node), key);
+            assert!(e.sync(plan(&v, node, &cfg)).await > 0);
+            gateways.push(e);
+        }
+        let mut workers = Vec::new();
+        for node in ["w", "wb", "wc"] {
+            let e = engine(&lab, node, Some(None)).await;
+            assert!(e.sync(&plan(&v, node, &cfg)).await.unwrap() > 0);
+            workers.push(e);
+        }
+        // Both NATed sites dial the central gateway first, then every pair talks.
+        for (node, src) in [("wb", POD_B), ("wc", POD_C)] {
+            let deadline = tokio::time::Instant::now() + STEP;
+            while !ping_from(&lab, node, src, POD).await {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{node} cannot reach site A"
+                );
+            }
+        }
+        assert!(
+            ping_from(&lab, "wb", POD_B, POD_C).await,
+            "B -> C through g1"
+        );
+        assert!(
+            ping_from(&lab, "wc", POD_C, POD_B).await,
+            "C -> B through g1"
+        );
+        assert!(ping_from(&lab, "w", POD, POD_C).await, "A -> C");
+
+        for e in gateways {
+            e.stop().await;
+        }
+        for e in &workers {
+            e.teardown().await.unwrap();
+        }
+        for n in ["g1", "w", "gb", "wb", "gc", "wc"] {
+            assert_eq!(
+                leftovers(&lab, n).await,
+                Vec::<String>::new(),
+                "{n} left state behind"
+            );
+        }
+        lab.destroy().await;
+    }
 }
