@@ -710,7 +710,23 @@ async fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Server(a) => server(a).await.map_err(|e| e.to_string()),
-        Command::Agent(a) => agent(a).await,
+        Command::Agent(a) => {
+            if a.tunnelserver_addrs.is_empty()
+                && a.l3.kubeconfig.is_none()
+                && std::env::var_os("KUBERNETES_SERVICE_HOST").is_none()
+            {
+                // A usage error like any missing flag (exit 2): nothing to run.
+                use clap::CommandFactory;
+                Cli::command()
+                    .error(
+                        clap::error::ErrorKind::MissingRequiredArgument,
+                        "the agent needs --tunnelserver-addr (layer 7) or cluster credentials \
+                         (--kubeconfig, or in-cluster) for layer 3 and raven-cfg",
+                    )
+                    .exit();
+            }
+            agent(a).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
