@@ -717,13 +717,15 @@ async fn main() -> ExitCode {
             {
                 // A usage error like any missing flag (exit 2): nothing to run.
                 use clap::CommandFactory;
-                Cli::command()
-                    .error(
-                        clap::error::ErrorKind::MissingRequiredArgument,
-                        "the agent needs --tunnelserver-addr (layer 7) or cluster credentials \
-                         (--kubeconfig, or in-cluster) for layer 3 and raven-cfg",
-                    )
-                    .exit();
+                let mut cmd = Cli::command().name("raven").bin_name("raven");
+                cmd.build();
+                let sub = cmd.find_subcommand_mut("agent").expect("agent subcommand");
+                sub.error(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    "the agent needs --tunnelserver-addr (layer 7) or cluster credentials \
+                     (--kubeconfig, or in-cluster) for layer 3 and raven-cfg",
+                )
+                .exit();
             }
             agent(a).await
         }
