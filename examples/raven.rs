@@ -4,7 +4,11 @@
 //! kube-apiserver's egress selector as an HTTP CONNECT proxy on a Unix socket (and optionally
 //! over TLS), Raven's 10263 (HTTPS) and 10264 (HTTP) front doors, and `/metrics` + `/healthz`.
 //! `raven agent` runs on every edge node: it dials every server it is given and serves CONNECT
-//! streams to the node's kubelet (10250/10255) and any other allowlisted targets.
+//! streams to the node's kubelet (10250/10255) and any other allowlisted targets (layer 7). With
+//! cluster credentials (in-cluster or `--kubeconfig`) it also runs the layer 3 network (VXLAN
+//! `raven0` inside a Gateway's domain, userspace WireGuard `raven-wg0` between gateway nodes,
+//! routes and skip-NAT rules) and follows the switches `enable-l3-tunnel` / `enable-l7-proxy` of
+//! ConfigMap `kube-system/raven-cfg`, starting and stopping each part as they change.
 //!
 //! ```text
 //! cargo run --example raven -- server --server-cert tls.crt --server-key tls.key --ca-file ca.crt \
@@ -12,6 +16,7 @@
 //!     --front-door-client-ca-file apiserver-kubelet-client-ca.crt
 //! cargo run --example raven -- agent --node-name edge-1 --node-ip 10.0.0.7 \
 //!     --tunnelserver-addr 203.0.113.10:10262 --cert node.crt --key node.key --ca-file ca.crt
+//! cargo run --example raven -- agent --node-name edge-1 --kubeconfig ~/.kube/config   # L3 only
 //! ```
 
 use std::future::Future;
@@ -23,6 +28,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use yurt::cache::server::shutdown_signal;
+use yurt::tunnel::l3::driver as l3d;
 use yurt::tunnel::{
     Agent, AgentConfig, DEFAULT_FRONT_DOOR_IDENTITIES, FrontDoorPolicy, HttpDoor, IdentityPolicy,
     Listener, NodeAddresses, NodeDirectory, ServerConfig, SessionConfig, TlsAcceptor, TlsTransport,
@@ -45,10 +56,19 @@ each edge node and dials out (mutual TLS) to every `raven server`; the servers c
 kube-apiserver's connections to kubelets (kubectl logs/exec/attach/port-forward, node proxy, \
 metrics scrapes) back through those sessions.
 
+With cluster credentials the agent also runs Raven's layer 3 network, so pods in different \
+network domains (each behind its own NAT) reach each other by pod IP: VXLAN `raven0` from a \
+domain's nodes to its active gateway node, a userspace WireGuard device `raven-wg0` between \
+gateway nodes (UDP 4500; public key published in the Gateway endpoint's config[\"publicKey\"], \
+preshared key from VPN_CONNECTION_PSK, i.e. Secret raven-agent-secret), routes (protocol 0x52) \
+and skip-NAT rules (nftables table `raven` or iptables chain RAVEN-SKIP-NAT). ConfigMap \
+kube-system/raven-cfg switches each part: enable-l3-tunnel, enable-l7-proxy (\"true\" = on).
+
 Talks to:
   server: kube-apiserver (its egress selector dials in; the server reads Node objects to verify \
 agents), edge agents (dial in), kubelets (through the agents)
-  agent:  the tunnel servers (dials out), the node's kubelet and allowlisted local targets
+  agent:  the tunnel servers (dials out), the node's kubelet and allowlisted local targets; \
+kube-apiserver (Gateways, Nodes, raven-cfg) and other gateway nodes (UDP 4500) for layer 3
 
 Ports (server):
   10262  agents (mutual TLS; certificate CN system:node:<node>)
@@ -57,7 +77,9 @@ Ports (server):
   10265  /metrics and /healthz
   unix   /var/lib/raven/interceptor-proxier.sock: egress-selector HTTP CONNECT proxy
 Ports (agent):
-  10266  /metrics and /healthz (127.0.0.1)";
+  10266  /metrics and /healthz (127.0.0.1)
+  4500   WireGuard (UDP, gateway nodes, layer 3)
+  4478   VXLAN raven0 (UDP, layer 3)";
 
 /// Cloud-to-edge reverse tunnel (Raven L7 equivalent).
 #[derive(Debug, Parser)]
@@ -205,12 +227,11 @@ struct AgentArgs {
     #[arg(long, env = "NODE_NAME", help_heading = "Node")]
     node_name: String,
     /// This node's addresses (repeat; the first is where node-name targets go). Must be in the
-    /// Node's `status.addresses` when the server verifies claims.
+    /// Node's `status.addresses` when the server verifies claims. Layer 7 needs it.
     #[arg(
         long = "node-ip",
         env = "NODE_IP",
         value_delimiter = ',',
-        required = true,
         help_heading = "Node"
     )]
     node_ips: Vec<IpAddr>,
@@ -222,22 +243,21 @@ struct AgentArgs {
     #[arg(
         long = "tunnelserver-addr",
         value_delimiter = ',',
-        required = true,
         help_heading = "Servers"
     )]
     tunnelserver_addrs: Vec<String>,
     /// TLS name to verify the servers' certificate against (default: each address's host).
     #[arg(long, help_heading = "Servers")]
     server_name: Option<String>,
-    /// Agent client certificate (PEM, CN `system:node:<node>`).
+    /// Agent client certificate (PEM, CN `system:node:<node>`); layer 7 needs it.
     #[arg(long, help_heading = "Certificates")]
-    cert: PathBuf,
+    cert: Option<PathBuf>,
     /// Its private key.
     #[arg(long, help_heading = "Certificates")]
-    key: PathBuf,
+    key: Option<PathBuf>,
     /// CA that signs the server certificate.
     #[arg(long, help_heading = "Certificates")]
-    ca_file: PathBuf,
+    ca_file: Option<PathBuf>,
     /// Ports allowed on the node's addresses.
     #[arg(long = "allowed-port", value_delimiter = ',', default_values_t = [10250u16, 10255], help_heading = "Targets")]
     allowed_ports: Vec<u16>,
@@ -257,6 +277,30 @@ struct AgentArgs {
 
     #[command(flatten)]
     keepalive: KeepaliveArgs,
+
+    #[command(flatten)]
+    l3: L3Args,
+}
+
+/// Layer 3 and the raven-cfg switches (need cluster credentials).
+#[derive(Debug, Args)]
+struct L3Args {
+    /// Kubeconfig for the cluster (default: in-cluster credentials when running in a pod).
+    /// Without credentials the agent runs layer 7 only, always on.
+    #[arg(long, help_heading = "Cluster")]
+    kubeconfig: Option<PathBuf>,
+    /// Full re-sync of routes, VXLAN entries, WireGuard peers and skip-NAT rules (drift repair).
+    #[arg(long, default_value = "10m", value_parser = duration, help_heading = "Layer 3")]
+    sync_raven_rules_period: Duration,
+    /// Build direct tunnels between NATed gateways whose NAT types allow hole punching.
+    #[arg(long, help_heading = "Layer 3")]
+    nat_traversal: bool,
+    /// UDP port of the WireGuard device on gateway nodes.
+    #[arg(long, default_value_t = 4500, help_heading = "Layer 3")]
+    vpn_bind_port: u16,
+    /// The node's WireGuard private key (created on first start, kept across restarts).
+    #[arg(long, default_value = yurt::tunnel::l3::wireguard::DEFAULT_KEY_PATH, help_heading = "Layer 3")]
+    wireguard_key_file: PathBuf,
 }
 
 /// Reads Node objects with a Kubernetes client.
@@ -440,36 +484,216 @@ async fn server(a: ServerArgs) -> Result<(), TunnelError> {
     Ok(())
 }
 
-async fn agent(a: AgentArgs) -> Result<(), TunnelError> {
-    let chain = tls::load_certs(&a.cert)?;
-    let key = tls::load_key(&a.key)?;
-    let ca = tls::load_certs(&a.ca_file)?;
-    let mut transport = TlsTransport::new(tls::client_config(&ca, Some((chain, key)))?);
+/// The layer 7 agent, when its flags are given.
+fn l7_agent(a: &AgentArgs) -> Result<Option<Arc<Agent>>, String> {
+    let (Some(cert), Some(key), Some(ca)) = (&a.cert, &a.key, &a.ca_file) else {
+        if a.tunnelserver_addrs.is_empty() {
+            return Ok(None);
+        }
+        return Err("--tunnelserver-addr needs --cert, --key and --ca-file".into());
+    };
+    if a.tunnelserver_addrs.is_empty() {
+        return Err("layer 7 needs at least one --tunnelserver-addr".into());
+    }
+    if a.node_ips.is_empty() {
+        return Err("layer 7 needs --node-ip".into());
+    }
+    let e = |e: TunnelError| e.to_string();
+    let chain = tls::load_certs(cert).map_err(e)?;
+    let key = tls::load_key(key).map_err(e)?;
+    let ca = tls::load_certs(ca).map_err(e)?;
+    let mut transport = TlsTransport::new(tls::client_config(&ca, Some((chain, key))).map_err(e)?);
     if let Some(name) = &a.server_name {
-        transport = transport.with_server_name(name)?;
+        transport = transport.with_server_name(name).map_err(e)?;
     }
     let mut config = AgentConfig::new(
         a.node_name.clone(),
-        a.node_ips,
+        a.node_ips.clone(),
         a.tunnelserver_addrs.clone(),
     );
-    config.hostname = a.hostname;
-    config.node_ports = a.allowed_ports;
-    config.extra_targets = a.allowed_targets;
+    config.hostname = a.hostname.clone();
+    config.node_ports = a.allowed_ports.clone();
+    config.extra_targets = a.allowed_targets.clone();
     config.dial_timeout = a.dial_timeout;
     config.session = a.keepalive.session();
-    let agent = Agent::new(config, Arc::new(transport))?;
-    let admin = bind(a.metric_bind_addr, "metrics").await?;
-    eprintln!(
-        "raven agent {}: dialing {}",
-        a.node_name,
-        a.tunnelserver_addrs.join(", ")
-    );
-    eprintln!("  {}  /metrics and /healthz", a.metric_bind_addr);
-    tokio::select! {
-        () = agent.run() => Ok(()),
-        r = yurt::tunnel::server::serve_admin(admin, agent.metrics().clone()) => r,
+    Ok(Some(Arc::new(
+        Agent::new(config, Arc::new(transport)).map_err(e)?,
+    )))
+}
+
+/// Cluster credentials: `--kubeconfig`, else in-cluster when running in a pod, else none.
+async fn cluster_client(l3: &L3Args) -> Result<Option<kube::Client>, String> {
+    let config = match &l3.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?
+        }
+        None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
+            kube::Config::incluster().map_err(|e| format!("in-cluster credentials: {e}"))?
+        }
+        None => return Ok(None),
+    };
+    kube::Client::try_from(config)
+        .map(Some)
+        .map_err(|e| format!("cannot build the API client: {e}"))
+}
+
+/// The layer 3 engine of this node: WireGuard first (routes use its device), then links and
+/// routes, then skip-NAT rules. Returns it with the node's WireGuard public key.
+async fn l3_engine(l3: &L3Args) -> Result<(l3d::Engine, String), String> {
+    use yurt::tunnel::l3::wireguard::{WireGuardConfig, WireGuardDriver, WireGuardKey};
+    let key = WireGuardKey::load_or_create(&l3.wireguard_key_file)
+        .await
+        .map_err(|e| {
+            format!(
+                "--wireguard-key-file {}: {e}",
+                l3.wireguard_key_file.display()
+            )
+        })?;
+    let wg = WireGuardDriver::new(WireGuardConfig::new(key));
+    let public_key = wg.public_key();
+    let links = l3d::netlink::NetlinkDriver::connect().map_err(|e| e.to_string())?;
+    let mut drivers: Vec<Box<dyn l3d::Driver>> = vec![Box::new(wg), Box::new(links)];
+    match l3d::nat::NatBackend::detect().await {
+        Some(backend) => drivers.push(Box::new(l3d::nat::NatDriver::new(backend))),
+        None => eprintln!("raven agent: neither nft nor iptables found: no skip-NAT rules"),
     }
+    Ok((l3d::Engine::new(drivers), public_key))
+}
+
+async fn agent(a: AgentArgs) -> Result<(), String> {
+    // Listen for SIGTERM / Ctrl-C from the start; on it layer 3 state is torn down.
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let l7 = l7_agent(&a)?;
+    let client = cluster_client(&a.l3).await?;
+    let admin = match &l7 {
+        Some(_) => Some(
+            bind(a.metric_bind_addr, "metrics")
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    let metrics = l7.as_ref().map(|agent| agent.metrics().clone());
+    let admin_task = async move {
+        match (admin, metrics) {
+            (Some(listener), Some(metrics)) => {
+                yurt::tunnel::server::serve_admin(listener, metrics).await
+            }
+            _ => std::future::pending().await,
+        }
+    };
+    let Some(client) = client else {
+        // No cluster credentials: layer 7 only, always on (as before raven-cfg existed).
+        let Some(agent) = l7.clone() else {
+            return Err(
+                "nothing to run: give --tunnelserver-addr/--cert/--key/--ca-file for \
+                        layer 7, or cluster credentials (--kubeconfig or in-cluster) for raven-cfg"
+                    .into(),
+            );
+        };
+        eprintln!(
+            "raven agent {}: layer 7, dialing {}",
+            a.node_name,
+            a.tunnelserver_addrs.join(", ")
+        );
+        return tokio::select! {
+            () = agent.run() => Ok(()),
+            r = admin_task => r.map_err(|e| e.to_string()),
+            r = &mut signal => r.map_err(|e| format!("signal handler: {e}")),
+        };
+    };
+
+    let (engine, public_key) = l3_engine(&a.l3).await?;
+    let mut config = l3d::agent::L3AgentConfig::new(a.node_name.clone());
+    config.sync_period = a.l3.sync_raven_rules_period;
+    config.plan.nat_traversal = a.l3.nat_traversal;
+    config.plan.listen_port = a.l3.vpn_bind_port;
+    config.public_key = Some(public_key.clone());
+    let (stop_l3, l3_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut l3_task = tokio::spawn(l3d::agent::run(
+        client.clone(),
+        engine,
+        config,
+        async move {
+            let _ = l3_stopped.await;
+        },
+    ));
+    eprintln!(
+        "raven agent {}: following kube-system/raven-cfg (WireGuard public key {public_key})",
+        a.node_name
+    );
+
+    // Layer 7 follows `enable-l7-proxy`.
+    let cms: Api<ConfigMap> = Api::namespaced(client, l3d::agent::RAVEN_CONFIG_NAMESPACE);
+    let mut events = watcher(
+        cms,
+        watcher::Config::default()
+            .fields(&format!("metadata.name={}", l3d::agent::RAVEN_CONFIG_MAP)),
+    )
+    .default_backoff()
+    .boxed();
+    let mut l7_task: Option<tokio::task::JoinHandle<()>> = None;
+    tokio::pin!(admin_task);
+    let result = loop {
+        let cm = tokio::select! {
+            r = &mut signal => break r.map_err(|e| format!("signal handler: {e}")),
+            r = &mut l3_task => break match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("layer 3: {e}")),
+                Err(e) => Err(format!("layer 3 task: {e}")),
+            },
+            r = &mut admin_task => break r.map_err(|e| e.to_string()),
+            ev = events.next() => match ev {
+                Some(Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm))) => Some(cm),
+                Some(Ok(watcher::Event::Delete(_))) => None,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    eprintln!("raven agent: raven-cfg watch: {e}");
+                    continue;
+                }
+                None => break Err("raven-cfg watch ended".into()),
+            },
+        };
+        let value = cm.as_ref().and_then(|c| serde_json::to_value(c).ok());
+        let switches = l3d::agent::RavenSwitches::from_config_map(value.as_ref());
+        match (&l7, switches.l7, l7_task.is_some()) {
+            (Some(agent), true, false) => {
+                let agent = agent.clone();
+                l7_task = Some(tokio::spawn(async move { agent.run().await }));
+                eprintln!("raven agent: layer 7 proxy started");
+            }
+            (_, false, true) => {
+                if let Some(t) = l7_task.take() {
+                    t.abort();
+                }
+                eprintln!("raven agent: layer 7 proxy stopped");
+            }
+            (None, true, _) => {
+                eprintln!(
+                    "raven agent: enable-l7-proxy is on but no --tunnelserver-addr/--cert was given"
+                )
+            }
+            _ => {}
+        }
+    };
+    if let Some(t) = l7_task.take() {
+        t.abort();
+    }
+    // Stop layer 3, which tears down what it created.
+    let _ = stop_l3.send(());
+    if !l3_task.is_finished() {
+        match tokio::time::timeout(Duration::from_secs(60), l3_task).await {
+            Ok(Ok(Err(e))) => eprintln!("raven agent: layer 3 teardown: {e}"),
+            Err(_) => eprintln!("raven agent: layer 3 teardown timed out"),
+            _ => {}
+        }
+    }
+    result
 }
 
 #[tokio::main]
@@ -485,8 +709,26 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Server(a) => server(a).await,
-        Command::Agent(a) => agent(a).await,
+        Command::Server(a) => server(a).await.map_err(|e| e.to_string()),
+        Command::Agent(a) => {
+            if a.tunnelserver_addrs.is_empty()
+                && a.l3.kubeconfig.is_none()
+                && std::env::var_os("KUBERNETES_SERVICE_HOST").is_none()
+            {
+                // A usage error like any missing flag (exit 2): nothing to run.
+                use clap::CommandFactory;
+                let mut cmd = Cli::command().name("raven").bin_name("raven");
+                cmd.build();
+                let sub = cmd.find_subcommand_mut("agent").expect("agent subcommand");
+                sub.error(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    "the agent needs --tunnelserver-addr (layer 7) or cluster credentials \
+                     (--kubeconfig, or in-cluster) for layer 3 and raven-cfg",
+                )
+                .exit();
+            }
+            agent(a).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

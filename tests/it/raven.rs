@@ -266,3 +266,123 @@ async fn refused_agents_are_logged_with_the_reason_and_counted() {
         "{text}"
     );
 }
+
+/// With cluster credentials the agent runs layer 3: it creates its WireGuard key, publishes the
+/// public key in its own tunnel endpoint of its Gateway (and nowhere else), and exits cleanly on
+/// SIGTERM. The node is in no domain with an active endpoint, so its plan is empty and nothing
+/// is created on this machine's network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_with_credentials_publishes_its_wireguard_key() {
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+    use serde_json::json;
+    use yurt::tunnel::l3::wireguard::WireGuardKey;
+    use yurt_testkit::{ResourceDef, TestApiServer};
+
+    let out = run(&["agent", "--help"]);
+    let help = stdout(&out);
+    for flag in [
+        "--kubeconfig",
+        "--sync-raven-rules-period",
+        "--nat-traversal",
+        "--vpn-bind-port",
+        "--wireguard-key-file",
+    ] {
+        assert!(help.contains(flag), "missing {flag} in\n{help}");
+    }
+
+    let api = TestApiServer::start().await.unwrap();
+    api.register(
+        ResourceDef::new("raven.openyurt.io", "v1beta1", "gateways", "Gateway")
+            .cluster_scoped()
+            .status_subresource(),
+    );
+    let client = api.client();
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("raven.openyurt.io", "v1beta1", "Gateway"),
+        "gateways",
+    );
+    let gws: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let other_key = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+    let gw: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "raven.openyurt.io/v1beta1", "kind": "Gateway",
+        "metadata": {"name": "gw-l3"},
+        "spec": {"endpoints": [
+            {"nodeName": "edge-other", "type": "tunnel", "port": 4500,
+             "config": {"publicKey": other_key}},
+            {"nodeName": "edge-l3", "type": "proxy", "port": 10262},
+            {"nodeName": "edge-l3", "type": "tunnel", "port": 4500},
+        ]},
+    }))
+    .unwrap();
+    gws.create(&Default::default(), &gw).await.unwrap();
+    let cms: Api<DynamicObject> = Api::namespaced_with(
+        client,
+        "kube-system",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+            "configmaps",
+        ),
+    );
+    let cm: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "raven-cfg", "namespace": "kube-system"},
+        "data": {"enable-l3-tunnel": "true", "enable-l7-proxy": "false"},
+    }))
+    .unwrap();
+    cms.create(&Default::default(), &cm).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
+    let key_file = dir.path().join("wg/private.key");
+    let mut child = tokio::process::Command::new(raven())
+        .args(["agent", "--node-name", "edge-l3", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .arg("--wireguard-key-file")
+        .arg(&key_file)
+        .env_remove("NODE_NAME")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start raven agent");
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let published = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent did not publish its key"
+        );
+        if let Ok(text) = std::fs::read_to_string(&key_file) {
+            let public = WireGuardKey::from_key_file(&text)
+                .expect("key file")
+                .public_key_base64();
+            let eps = gws.get("gw-l3").await.unwrap().data["spec"]["endpoints"].clone();
+            if eps[2]["config"]["publicKey"] == public.as_str() {
+                break eps;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(published[0]["config"]["publicKey"], other_key);
+    assert!(published[1].get("config").is_none(), "{published}");
+
+    let pid = child.id().expect("running").to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("agent exits on SIGTERM")
+        .unwrap();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err).await;
+    }
+    assert!(status.success(), "{status}: {err}");
+    assert!(err.contains("following kube-system/raven-cfg"), "{err}");
+}

@@ -6,7 +6,8 @@
 //! the caller builds a [`ClusterView`] from Gateway and Node objects ([`ClusterView::from_json`];
 //! with the `crd` feature also from yurt-core's Gateway type), calls [`plan`] for its node, and hands [`diff`]`(applied, new)`
 //! to a driver (netlink, a userspace WireGuard, nftables/iptables), which then performs only the
-//! changes. [`teardown`] removes everything a plan created. Output is sorted, so the same view
+//! changes. [`teardown`] removes everything a plan created. [`wireguard`] is the driver for the
+//! WireGuard peers (a userspace device on TUN). Output is sorted, so the same view
 //! always gives the same plan and the same change list.
 //!
 //! # Model
@@ -58,8 +59,10 @@
 
 mod cidr;
 mod diff;
+pub mod driver;
 mod plan;
 mod view;
+pub mod wireguard;
 
 #[cfg(test)]
 mod tests;

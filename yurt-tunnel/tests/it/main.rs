@@ -4,7 +4,9 @@
 mod support;
 
 mod e2e;
+mod l3_datapath;
 mod limits;
 mod operator;
 mod resilience;
 mod security;
+mod wireguard;
