@@ -653,3 +653,62 @@ async fn shutdown_removes_the_device_and_restart_reuses_the_key() {
     rt.unwrap().stop().await;
     assert!(!link_exists(&ns, WIREGUARD_DEVICE).await);
 }
+
+/// Sends one UDP datagram from `src` to `dst` inside `from`, and reports whether a socket on
+/// `dst` inside `to` received it within a second.
+async fn udp_arrives(from: &Site, to: &Site, src: Ipv4Addr, dst: SocketAddr) -> bool {
+    let (bound_tx, bound) = oneshot::channel();
+    let receiver = to.rt.as_ref().unwrap().run(move || async move {
+        let sock = tokio::net::UdpSocket::bind(dst).await.expect("bind");
+        let _ = bound_tx.send(());
+        let mut buf = [0u8; 64];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), sock.recv_from(&mut buf)).await,
+            Ok(Ok((n, _))) if &buf[..n] == b"hello"
+        )
+    });
+    let sender = async {
+        bound.await.expect("receiver bound");
+        from.rt
+            .as_ref()
+            .unwrap()
+            .run(move || async move {
+                let sock = tokio::net::UdpSocket::bind((src, 0))
+                    .await
+                    .expect("bind source");
+                sock.send_to(b"hello", dst).await.expect("send");
+            })
+            .await;
+    };
+    let (arrived, ()) = tokio::join!(receiver, sender);
+    arrived
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_cannot_send_from_outside_its_allowed_ips() {
+    let _gate = support::shared().await;
+    let Some(pair) = pair().await else { return };
+    ping_until_ok(&pair.a.ns, pair.b.pod).await.unwrap();
+    // A holds an address outside its Gateway's subnets; B has a route back for it, so only
+    // the driver's cryptokey routing can refuse what A sends from it.
+    let outside = Ipv4Addr::new(10, 99, 0, 1);
+    pair.a
+        .ns
+        .ip(&format!("addr add {outside}/32 dev {WIREGUARD_DEVICE}"))
+        .await
+        .unwrap();
+    pair.b
+        .ns
+        .ip(&format!("route add 10.99.0.0/16 dev {WIREGUARD_DEVICE}"))
+        .await
+        .unwrap();
+    let dst = SocketAddr::new(IpAddr::V4(pair.b.pod), 7002);
+    assert!(
+        udp_arrives(&pair.a, &pair.b, pair.a.pod, dst).await,
+        "allowed source"
+    );
+    assert!(
+        !udp_arrives(&pair.a, &pair.b, outside, dst).await,
+        "a source outside A's allowed IPs is dropped by B"
+    );
+}
