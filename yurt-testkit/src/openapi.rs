@@ -27,7 +27,7 @@ use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
 use crate::body::{self, Body};
-use crate::registry::ResourceDef;
+use crate::registry::{ResourceDef, Special};
 use crate::server::Shared;
 
 /// A built-in kind with a schema in k8s-openapi.
@@ -454,6 +454,11 @@ fn path_params(def: &ResourceDef, item: bool, v3: bool) -> Vec<Value> {
         .collect()
 }
 
+/// Whether `def` is a custom resource (served from a CustomResourceDefinition).
+fn is_custom(def: &ResourceDef) -> bool {
+    matches!(def.behaviour.special, Special::CustomResource(_))
+}
+
 /// The paths object for `defs` (v3 or v2 form); `refs` are the kinds' schema references.
 fn paths(defs: &[Arc<ResourceDef>], refs: &[String], v3: bool) -> Map<String, Value> {
     let mut out = Map::new();
@@ -479,7 +484,16 @@ fn paths(defs: &[Arc<ResourceDef>], refs: &[String], v3: bool) -> Map<String, Va
                 operation["responses"] = json!({"200": {"description": "OK",
                     "content": {"application/json": {"schema": {"$ref": reference}}}}});
                 if op.writes {
-                    let media = if op.method == "patch" {
+                    // Custom resources take no strategic merge patch (the apiserver answers
+                    // 415), so their patch operations do not list it: kubectl reads this list to
+                    // choose between a strategic and a JSON merge patch for `kubectl apply`.
+                    let media = if op.method == "patch" && is_custom(def) {
+                        vec![
+                            "application/json-patch+json",
+                            "application/merge-patch+json",
+                            "application/apply-patch+yaml",
+                        ]
+                    } else if op.method == "patch" {
                         vec![
                             "application/json-patch+json",
                             "application/merge-patch+json",

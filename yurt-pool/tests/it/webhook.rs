@@ -715,40 +715,24 @@ async fn kubectl_apply_meets_every_webhook() {
         out.contains("The NodePool \"bad\" is invalid: spec.hostNetwork: Invalid value: true: Cloud NodePool can not support hostNetwork"),
         "{out}"
     );
-    // (Updates with `kubectl patch`: `kubectl apply` to an existing custom resource sends a
-    // strategic merge patch the test apiserver refuses for custom resources.)
-    let (ok, _, err) = kubectl
-        .run(
-            &[
-                "patch",
-                "nodepool",
-                "hz",
-                "--type",
-                "merge",
-                "-p",
-                r#"{"spec":{"type":"Cloud","hostNetwork":false}}"#,
-            ],
-            None,
+    // Updates through `kubectl apply` too (kubectl sends a JSON merge patch for a custom
+    // resource, as the served OpenAPI tells it).
+    let (ok, out) = kubectl
+        .apply(
+            &json!({"apiVersion": "apps.openyurt.io/v1beta2", "kind": "NodePool",
+            "metadata": {"name": "hz"}, "spec": {"type": "Cloud", "hostNetwork": false}}),
         )
         .await;
     assert!(!ok);
     assert!(
-        err.contains("admission webhook \"v.v1beta2.nodepool.kb.io\" denied the request: nodepools.apps.openyurt.io \"hz\" is forbidden: spec.type: Forbidden: pool type can't be changed"),
-        "{err}"
+        out.contains("admission webhook \"v.v1beta2.nodepool.kb.io\" denied the request: nodepools.apps.openyurt.io \"hz\" is forbidden: spec.type: Forbidden: pool type can't be changed"),
+        "{out}"
     );
     // NodePool validate allows a label change.
-    let (ok, _, err) = kubectl
-        .run(
-            &[
-                "patch",
-                "nodepool",
-                "hz",
-                "--type",
-                "merge",
-                "-p",
-                r#"{"spec":{"labels":{"site":"hz"}}}"#,
-            ],
-            None,
+    let (ok, err) = kubectl
+        .apply(
+            &json!({"apiVersion": "apps.openyurt.io/v1beta2", "kind": "NodePool",
+            "metadata": {"name": "hz"}, "spec": {"hostNetwork": true, "labels": {"site": "hz"}}}),
         )
         .await;
     assert!(ok, "{err}");
