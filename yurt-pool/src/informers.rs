@@ -7,7 +7,15 @@
 //! subscriber slows the watch rather than losing events). Unlike kube-runtime's own shared
 //! reflector, deletions are handed on too, so a controller keyed by another object (a pool
 //! counting its nodes) hears about a member that disappeared. After a (re)list, every object in
-//! the store is handed on once, which is how controllers see the initial state.
+//! the store is handed on once, which is how controllers see the initial state; objects that
+//! were in the store before a relist and are not after it (deleted while the watch was down)
+//! are handed on as deletions.
+//!
+//! To keep the caches small, `metadata.managedFields` and the
+//! `kubectl.kubernetes.io/last-applied-configuration` annotation (often the largest parts of an
+//! object, and read by no controller) are dropped before an object enters the store. Writes are
+//! merge patches of the fields a controller owns, so the slimmed copies never reach the
+//! apiserver.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -21,11 +29,23 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, SinkExt, Stream, StreamExt};
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
+
+/// Annotation written by `kubectl apply`: a full copy of the applied object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what no controller reads from an object entering a cache (see the module docs).
+fn slim<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
 
 /// How many changed objects may wait for a subscriber before the watch pauses.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -81,16 +101,29 @@ where
                 let mut events = std::pin::pin!(
                     watcher::watcher(api, watcher::Config::default())
                         .default_backoff()
+                        .modify(slim::<K>)
                         .reflect(writer)
                 );
+                // The store's objects when a relist began (the store is replaced at its end).
+                let mut before_relist: Vec<Arc<K>> = Vec::new();
                 while let Some(event) = events.next().await {
                     let changed: Vec<Arc<K>> = match event {
                         Ok(Event::Apply(obj)) | Ok(Event::Delete(obj)) => vec![Arc::new(obj)],
+                        Ok(Event::Init) => {
+                            before_relist = reader.state();
+                            Vec::new()
+                        }
                         Ok(Event::InitDone) => {
                             synced.send_replace(true);
-                            reader.state()
+                            let mut changed = reader.state();
+                            changed.extend(
+                                std::mem::take(&mut before_relist).into_iter().filter(|old| {
+                                    reader.get(&ObjectRef::from_obj(old.as_ref())).is_none()
+                                }),
+                            );
+                            changed
                         }
-                        Ok(Event::Init) | Ok(Event::InitApply(_)) => Vec::new(),
+                        Ok(Event::InitApply(_)) => Vec::new(),
                         Err(err) => {
                             tracing::warn!(%kind, error = %err, "watch failed; retrying with backoff");
                             Vec::new()

@@ -5,7 +5,10 @@
 //!   (`success`, `requeue_after`, `error`);
 //! - `controller_runtime_reconcile_errors_total{controller}`: failed reconciles;
 //! - `controller_runtime_active_workers{controller}`: reconciles running right now;
-//! - `leader_election_master_status{name}`: 1 while this process holds the manager's Lease.
+//! - `leader_election_master_status{name}`: 1 while this process holds the manager's Lease;
+//! - `workqueue_depth{name}`: objects a controller has been asked to reconcile and has not
+//!   started on yet (kube-runtime keeps its queue private, so the controllers count it themselves
+//!   around their trigger streams and the start of each reconcile).
 
 use std::sync::Arc;
 
@@ -38,6 +41,13 @@ pub struct LeaseLabel {
     pub name: String,
 }
 
+/// Labels naming a controller's work queue (controller-runtime names it after the controller).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabel {
+    /// Canonical controller name.
+    pub name: String,
+}
+
 /// The manager's metric families, registered in one [`Registry`].
 #[derive(Clone)]
 pub struct Metrics {
@@ -50,6 +60,8 @@ pub struct Metrics {
     pub active: Family<ControllerLabel, Gauge>,
     /// 1 while this process leads.
     pub leader: Family<LeaseLabel, Gauge>,
+    /// Objects waiting to be reconciled, by controller.
+    pub queue_depth: Family<QueueLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -72,6 +84,7 @@ impl Metrics {
         let errors = Family::<ControllerLabel, Counter>::default();
         let active = Family::<ControllerLabel, Gauge>::default();
         let leader = Family::<LeaseLabel, Gauge>::default();
+        let queue_depth = Family::<QueueLabel, Gauge>::default();
         registry.register(
             "controller_runtime_reconcile",
             "Total number of reconciliations per controller",
@@ -92,12 +105,18 @@ impl Metrics {
             "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master",
             leader.clone(),
         );
+        registry.register(
+            "workqueue_depth",
+            "Current depth of workqueue",
+            queue_depth.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             reconciles,
             errors,
             active,
             leader,
+            queue_depth,
         }
     }
 
@@ -129,6 +148,15 @@ impl Metrics {
         self.errors
             .get_or_create(&ControllerLabel {
                 controller: controller.to_owned(),
+            })
+            .get()
+    }
+
+    /// Objects waiting in `controller`'s work queue now.
+    pub fn queue_depth(&self, controller: &str) -> i64 {
+        self.queue_depth
+            .get_or_create(&QueueLabel {
+                name: controller.to_owned(),
             })
             .get()
     }

@@ -28,6 +28,7 @@ use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 
+use super::queue::WorkQueue;
 use super::{ReconcileError, drive};
 use crate::context::Context;
 use crate::names::CSR_APPROVER;
@@ -149,8 +150,10 @@ fn decided(csr: &CertificateSigningRequest) -> bool {
 /// Subscribes to CertificateSigningRequests and returns the future running the controller.
 pub fn setup(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
     let (csrs, changes) = ctx.informers.subscribe::<CertificateSigningRequest>();
+    let queue = WorkQueue::new(ctx, CSR_APPROVER);
+    let changes = queue.track_changes(changes, csrs.clone());
     let controller = Controller::for_shared_stream(changes, csrs);
-    drive(CSR_APPROVER, controller, ctx.clone(), reconcile)
+    drive(CSR_APPROVER, controller, ctx.clone(), queue, reconcile)
 }
 
 async fn reconcile(
