@@ -1,6 +1,6 @@
 //! Integration tests of yurt-pool against the test apiserver, through kube-rs: the manager's
 //! runtime (controller selection, shared watches, skipped controllers, idleness), leader
-//! election, and each controller's behaviour.
+//! election, each controller's behaviour, and how many writes the pool controllers make.
 
 mod csrapprover;
 mod leader;
@@ -9,3 +9,4 @@ mod nodebucket;
 mod nodepool;
 mod servicetopology;
 mod support;
+mod writes;
