@@ -13,7 +13,8 @@
 //!   change the manager's reconciles and apiserver writes (create/update/patch/delete), the
 //!   writes split into those that succeeded and those refused with 409 Conflict (a write based
 //!   on a stale resourceVersion);
-//! - **RSS**: the manager's VmRSS after each phase (from `/proc/<pid>/status`).
+//! - **RSS**: the manager's VmRSS after each phase (from `/proc/<pid>/status`), after start-up
+//!   also split into anonymous memory (heap, stacks) and mapped files (program text).
 //!
 //! Run: `cargo bench --bench pool_scale`.
 
@@ -81,10 +82,15 @@ fn child(url: &str) {
 }
 
 fn rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
+/// A `/proc/<pid>/status` memory line (such as `RssAnon:`) in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
@@ -339,8 +345,10 @@ async fn run() {
     let initial_writes = manager_writes(&api);
     let initial_reconciles = reconciles_async(&metrics).await;
     let rss_initial = rss_mib(pid);
+    // Heap and stacks versus mapped program text: the latter is most of a debug build's RSS.
+    let (anon, file) = (status_mib(pid, "RssAnon:"), status_mib(pid, "RssFile:"));
     println!(
-        "pool_scale: converge {} nodes in {POOLS} pools: {:.2} s, {initial_reconciles} reconciles, apiserver writes {} ok + {} conflicts (409) + {} other failures, RSS {rss_initial:.1} MiB",
+        "pool_scale: converge {} nodes in {POOLS} pools: {:.2} s, {initial_reconciles} reconciles, apiserver writes {} ok + {} conflicts (409) + {} other failures, RSS {rss_initial:.1} MiB ({anon:.1} anon + {file:.1} file)",
         POOLS * PER_POOL,
         took.as_secs_f64(),
         initial_writes.ok,
