@@ -13,9 +13,11 @@
 //!
 //! To keep the caches small, `metadata.managedFields` and the
 //! `kubectl.kubernetes.io/last-applied-configuration` annotation (often the largest parts of an
-//! object, and read by no controller) are dropped before an object enters the store. Writes are
-//! merge patches of the fields a controller owns, so the slimmed copies never reach the
-//! apiserver.
+//! object, and read by no controller) are dropped before an object enters the store, and so are
+//! a Node's `status.images`, `status.volumesInUse` and `status.volumesAttached` (kilobytes per
+//! node in a real cluster; the controllers read a node's labels, annotations, taints and
+//! conditions). Writes are merge patches of the fields a controller owns, so the slimmed copies
+//! never reach the apiserver.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -27,6 +29,7 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
 use futures::{FutureExt, SinkExt, Stream, StreamExt};
+use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -39,11 +42,19 @@ use tokio::sync::watch;
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Drops what no controller reads from an object entering a cache (see the module docs).
-fn slim<K: Resource>(obj: &mut K) {
+fn slim<K: Resource + Any>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.remove(LAST_APPLIED);
+    }
+    if let Some(status) = (obj as &mut dyn Any)
+        .downcast_mut::<Node>()
+        .and_then(|node| node.status.as_mut())
+    {
+        status.images = None;
+        status.volumes_in_use = None;
+        status.volumes_attached = None;
     }
 }
 
@@ -219,5 +230,36 @@ impl Informers {
             .values_mut()
             .filter_map(|informer| informer.start(client.clone()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cached_objects_lose_what_no_controller_reads() {
+        let mut node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "n1", "labels": {"apps.openyurt.io/nodepool": "hz"},
+                "annotations": {LAST_APPLIED: "{}", "keep": "me"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"taints": [{"key": "edge", "effect": "NoSchedule"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                "images": [{"names": ["registry/image:1"], "sizeBytes": 1}],
+                "volumesInUse": ["v"], "volumesAttached": [{"name": "v", "devicePath": "/d"}]}
+        }))
+        .unwrap();
+        slim(&mut node);
+        assert_eq!(
+            serde_json::to_value(&node).unwrap(),
+            json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "n1", "labels": {"apps.openyurt.io/nodepool": "hz"},
+                    "annotations": {"keep": "me"}},
+                "spec": {"taints": [{"key": "edge", "effect": "NoSchedule"}]},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+            })
+        );
     }
 }
