@@ -10,8 +10,11 @@
 //!   attributes and every pool's NodeBuckets are right;
 //! - per scenario (100 node changes each: a node moving to another pool; a label of the node's
 //!   own; a pool label change reaching 20 nodes, five times): time until converged, and per node
-//!   change the manager's reconciles and apiserver writes (create/update/patch/delete);
-//! - **RSS**: the manager's VmRSS after each phase (from `/proc/<pid>/status`).
+//!   change the manager's reconciles and apiserver writes (create/update/patch/delete), the
+//!   writes split into those that succeeded and those refused with 409 Conflict (a write based
+//!   on a stale resourceVersion);
+//! - **RSS**: the manager's VmRSS after each phase (from `/proc/<pid>/status`), after start-up
+//!   also split into anonymous memory (heap, stacks) and mapped files (program text).
 //!
 //! Run: `cargo bench --bench pool_scale`.
 
@@ -79,10 +82,15 @@ fn child(url: &str) {
 }
 
 fn rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
+/// A `/proc/<pid>/status` memory line (such as `RssAnon:`) in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
@@ -114,14 +122,32 @@ async fn reconciles_async(metrics_addr: &str) -> u64 {
         .expect("metrics read")
 }
 
-/// Manager writes seen by the apiserver since the last traffic reset.
-fn manager_writes(api: &TestApiServer) -> usize {
-    api.traffic()
+/// Manager write requests seen by the apiserver since the last traffic reset, split into those
+/// that succeeded, those refused with 409 Conflict (a stale resourceVersion) and any other
+/// failure.
+#[derive(Clone, Copy, Debug, Default)]
+struct Writes {
+    ok: usize,
+    conflicts: usize,
+    failed: usize,
+}
+
+fn manager_writes(api: &TestApiServer) -> Writes {
+    let mut w = Writes::default();
+    for r in api
+        .traffic()
         .records
         .iter()
         .filter(|r| r.user_agent.starts_with("yurt-manager"))
         .filter(|r| matches!(r.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
-        .count()
+    {
+        match r.status {
+            200..=299 => w.ok += 1,
+            409 => w.conflicts += 1,
+            _ => w.failed += 1,
+        }
+    }
+    w
 }
 
 /// Whether every pool, node and bucket matches `membership` (node -> pool) and `zones`
@@ -212,7 +238,8 @@ struct Row {
     name: &'static str,
     took: Duration,
     reconciles: f64,
-    writes: f64,
+    writes: Writes,
+    changes: usize,
     rss: f64,
 }
 
@@ -318,10 +345,15 @@ async fn run() {
     let initial_writes = manager_writes(&api);
     let initial_reconciles = reconciles_async(&metrics).await;
     let rss_initial = rss_mib(pid);
+    // Heap and stacks versus mapped program text: the latter is most of a debug build's RSS.
+    let (anon, file) = (status_mib(pid, "RssAnon:"), status_mib(pid, "RssFile:"));
     println!(
-        "pool_scale: converge {} nodes in {POOLS} pools: {:.2} s, {initial_reconciles} reconciles, {initial_writes} apiserver writes, RSS {rss_initial:.1} MiB",
+        "pool_scale: converge {} nodes in {POOLS} pools: {:.2} s, {initial_reconciles} reconciles, apiserver writes {} ok + {} conflicts (409) + {} other failures, RSS {rss_initial:.1} MiB ({anon:.1} anon + {file:.1} file)",
         POOLS * PER_POOL,
-        took.as_secs_f64()
+        took.as_secs_f64(),
+        initial_writes.ok,
+        initial_writes.conflicts,
+        initial_writes.failed,
     );
 
     let mut rows = Vec::new();
@@ -347,7 +379,8 @@ async fn run() {
         name: "node moves to another pool",
         took,
         reconciles: (reconciles_async(&metrics).await - before) as f64 / CHANGES as f64,
-        writes: manager_writes(&api) as f64 / CHANGES as f64,
+        writes: manager_writes(&api),
+        changes: CHANGES,
         rss: rss_mib(pid),
     });
 
@@ -371,7 +404,8 @@ async fn run() {
         name: "node's own label changes",
         took,
         reconciles: (reconciles_async(&metrics).await - before) as f64 / CHANGES as f64,
-        writes: manager_writes(&api) as f64 / CHANGES as f64,
+        writes: manager_writes(&api),
+        changes: CHANGES,
         rss: rss_mib(pid),
     });
 
@@ -399,23 +433,34 @@ async fn run() {
         name: "pool label change (per member)",
         took,
         reconciles: (reconciles_async(&metrics).await - before) as f64 / touched as f64,
-        writes: manager_writes(&api) as f64 / touched as f64,
+        writes: manager_writes(&api),
+        changes: touched,
         rss: rss_mib(pid),
     });
 
     println!(
-        "pool_scale: {:<32} {:>9} {:>16} {:>16} {:>9}",
-        "scenario (100 node changes)", "converge", "reconciles/chg", "writes/chg", "RSS MiB"
+        "pool_scale: {:<32} {:>9} {:>15} {:>11} {:>12} {:>9}",
+        "scenario (100 node changes)",
+        "converge",
+        "reconciles/chg",
+        "writes/chg",
+        "409s/chg",
+        "RSS MiB"
     );
     for r in &rows {
+        let per = |n: usize| n as f64 / r.changes as f64;
         println!(
-            "pool_scale: {:<32} {:>7.2} s {:>16.2} {:>16.2} {:>9.1}",
+            "pool_scale: {:<32} {:>7.2} s {:>15.2} {:>11.2} {:>12.2} {:>9.1}",
             r.name,
             r.took.as_secs_f64(),
             r.reconciles,
-            r.writes,
+            per(r.writes.ok),
+            per(r.writes.conflicts),
             r.rss
         );
+        if r.writes.failed > 0 {
+            println!("pool_scale:   ({} other failed writes)", r.writes.failed);
+        }
     }
     drop(child.stdin.take());
     let t = Instant::now();

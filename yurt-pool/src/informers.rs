@@ -7,7 +7,17 @@
 //! subscriber slows the watch rather than losing events). Unlike kube-runtime's own shared
 //! reflector, deletions are handed on too, so a controller keyed by another object (a pool
 //! counting its nodes) hears about a member that disappeared. After a (re)list, every object in
-//! the store is handed on once, which is how controllers see the initial state.
+//! the store is handed on once, which is how controllers see the initial state; objects that
+//! were in the store before a relist and are not after it (deleted while the watch was down)
+//! are handed on as deletions.
+//!
+//! To keep the caches small, `metadata.managedFields` and the
+//! `kubectl.kubernetes.io/last-applied-configuration` annotation (often the largest parts of an
+//! object, and read by no controller) are dropped before an object enters the store, and so are
+//! a Node's `status.images`, `status.volumesInUse` and `status.volumesAttached` (kilobytes per
+//! node in a real cluster; the controllers read a node's labels, annotations, taints and
+//! conditions). Writes are merge patches of the fields a controller owns, so the slimmed copies
+//! never reach the apiserver.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -19,13 +29,34 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
 use futures::{FutureExt, SinkExt, Stream, StreamExt};
+use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
+
+/// Annotation written by `kubectl apply`: a full copy of the applied object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what no controller reads from an object entering a cache (see the module docs).
+fn slim<K: Resource + Any>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+    if let Some(status) = (obj as &mut dyn Any)
+        .downcast_mut::<Node>()
+        .and_then(|node| node.status.as_mut())
+    {
+        status.images = None;
+        status.volumes_in_use = None;
+        status.volumes_attached = None;
+    }
+}
 
 /// How many changed objects may wait for a subscriber before the watch pauses.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -81,16 +112,29 @@ where
                 let mut events = std::pin::pin!(
                     watcher::watcher(api, watcher::Config::default())
                         .default_backoff()
+                        .modify(slim::<K>)
                         .reflect(writer)
                 );
+                // The store's objects when a relist began (the store is replaced at its end).
+                let mut before_relist: Vec<Arc<K>> = Vec::new();
                 while let Some(event) = events.next().await {
                     let changed: Vec<Arc<K>> = match event {
                         Ok(Event::Apply(obj)) | Ok(Event::Delete(obj)) => vec![Arc::new(obj)],
+                        Ok(Event::Init) => {
+                            before_relist = reader.state();
+                            Vec::new()
+                        }
                         Ok(Event::InitDone) => {
                             synced.send_replace(true);
-                            reader.state()
+                            let mut changed = reader.state();
+                            changed.extend(
+                                std::mem::take(&mut before_relist).into_iter().filter(|old| {
+                                    reader.get(&ObjectRef::from_obj(old.as_ref())).is_none()
+                                }),
+                            );
+                            changed
                         }
-                        Ok(Event::Init) | Ok(Event::InitApply(_)) => Vec::new(),
+                        Ok(Event::InitApply(_)) => Vec::new(),
                         Err(err) => {
                             tracing::warn!(%kind, error = %err, "watch failed; retrying with backoff");
                             Vec::new()
@@ -186,5 +230,36 @@ impl Informers {
             .values_mut()
             .filter_map(|informer| informer.start(client.clone()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cached_objects_lose_what_no_controller_reads() {
+        let mut node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "n1", "labels": {"apps.openyurt.io/nodepool": "hz"},
+                "annotations": {LAST_APPLIED: "{}", "keep": "me"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"taints": [{"key": "edge", "effect": "NoSchedule"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                "images": [{"names": ["registry/image:1"], "sizeBytes": 1}],
+                "volumesInUse": ["v"], "volumesAttached": [{"name": "v", "devicePath": "/d"}]}
+        }))
+        .unwrap();
+        slim(&mut node);
+        assert_eq!(
+            serde_json::to_value(&node).unwrap(),
+            json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "n1", "labels": {"apps.openyurt.io/nodepool": "hz"},
+                    "annotations": {"keep": "me"}},
+                "spec": {"taints": [{"key": "edge", "effect": "NoSchedule"}]},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+            })
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! around every reconcile and per-object exponential requeue after errors.
 //!
 //! Each controller module exposes a `setup` function that subscribes to the shared informers
-//! and returns the future that drives its kube-runtime `Controller`s. A controller whose custom
+//! and returns the future that drives its kube-runtime `Controller`s. Its triggers pass through
+//! a work-queue count (`workqueue_depth`), and the pool-keyed controllers coalesce bursts of
+//! member changes (see the `queue` module). A controller whose custom
 //! resource is not installed is skipped by the manager before `setup` is called.
 
 use std::future::Future;
@@ -22,7 +24,10 @@ use crate::names;
 pub mod csrapprover;
 pub mod nodebucket;
 pub mod nodepool;
+pub(crate) mod queue;
 pub mod servicetopology;
+
+use queue::WorkQueue;
 
 /// A custom resource a controller needs; the controller is skipped when it is not served.
 #[derive(Clone, Copy, Debug)]
@@ -115,13 +120,23 @@ pub enum ReconcileError {
     Json(#[from] serde_json::Error),
 }
 
+/// Whether `result` failed with 409 Conflict: the object changed since the version the write
+/// was based on. The watch event of that change triggers another reconcile, so a controller
+/// waits for it instead of retrying from the stale version it has.
+pub(crate) fn is_conflict<T>(result: &Result<T, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(status)) if status.is_conflict())
+}
+
 /// Runs `controller` with `reconcile`, counting every reconcile in the metrics under `name`,
 /// requeueing failed objects with per-object exponential backoff and forgetting the backoff
-/// after a success. The returned future ends only when the controller's streams end.
+/// after a success. `queue` is the controller's work-queue count: an object leaves it when its
+/// reconcile starts and goes back when it is requeued. The returned future ends only when the
+/// controller's streams end.
 pub(crate) fn drive<K, F, Fut>(
     name: &'static str,
     controller: Controller<K>,
     ctx: Arc<Context>,
+    queue: WorkQueue,
     reconcile: F,
 ) -> BoxFuture<'static, ()>
 where
@@ -131,9 +146,13 @@ where
     Fut: Future<Output = Result<Action, ReconcileError>> + Send + 'static,
 {
     let reconcile = Arc::new(reconcile);
+    let error_queue = queue.clone();
     let wrapped = move |obj: Arc<K>, ctx: Arc<Context>| {
         let reconcile = reconcile.clone();
+        let queue = queue.clone();
         async move {
+            let obj_ref = ObjectRef::from_obj(obj.as_ref());
+            queue.remove(&obj_ref);
             let label = ControllerLabel {
                 controller: name.to_owned(),
             };
@@ -143,7 +162,10 @@ where
             let result = reconcile(obj, ctx.clone()).await;
             active.dec();
             let outcome = match &result {
-                Ok(_) => {
+                Ok(action) => {
+                    if *action != Action::await_change() {
+                        queue.add(&obj_ref);
+                    }
                     ctx.forget_failures(&key);
                     "success"
                 }
@@ -166,6 +188,7 @@ where
     let error_policy = move |obj: Arc<K>, err: &ReconcileError, ctx: Arc<Context>| {
         let key = object_key(name, obj.as_ref());
         let delay = ctx.next_backoff(&key);
+        error_queue.add(&ObjectRef::from_obj(obj.as_ref()));
         tracing::info!(controller = name, object = %key, error = %err, ?delay, "requeueing after error");
         Action::requeue(delay)
     };

@@ -5,10 +5,13 @@
 //! at most `--max-nodes-per-bucket` names. Like Kubernetes' EndpointSlice controller, the plan
 //! keeps churn low: nodes stay in the bucket they are in; a bucket that lost members is
 //! refilled first (fullest first); remaining new nodes go into the existing bucket that ends
-//! closest to full, and only then into new buckets (named `<pool>-<random>` by the apiserver
+//! closest to full, or, when they fit in none, fill the fullest bucket with room, and only then
+//! go into new buckets (named `<pool>-<random>` by the apiserver
 //! from `generateName`); a bucket left empty is reused for a new one rather than deleted and
 //! created.
 //!
+//! Node changes reach a pool coalesced (once its triggers have been quiet for 500 ms, at most
+//! 5 s after the first), so a burst of joins and leaves costs one write per touched bucket.
 //! Writes carry the bucket's resourceVersion (merge patch or delete precondition). Because the
 //! bucket cache lags behind our own writes, each pool remembers what it wrote and does not plan
 //! again until the cache has caught up, so a burst of events cannot create duplicate buckets.
@@ -17,6 +20,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -29,7 +33,8 @@ use yurt_core::crd::{BucketNode, NodeBucket, NodeBucketFields, NodePool};
 use yurt_core::wellknown::node::NODEPOOL_LABEL;
 use yurt_core::wellknown::pool::POOL_NAME_LABEL;
 
-use super::nodepool::{node_pool_mapper, synced};
+use super::nodepool::{BURST_LONGEST, BURST_QUIET, NodeFacts, node_pool_mapper, synced};
+use super::queue::{WorkQueue, coalesce};
 use super::{ReconcileError, drive};
 use crate::context::Context;
 use crate::names::NODE_BUCKET;
@@ -123,6 +128,16 @@ pub fn plan(desired: &BTreeSet<String>, existing: &[Bucket], max: usize) -> Buck
                     .map(|(i, _)| i)
             })
             .flatten();
+        // Otherwise the fullest bucket with room is filled up before a new one is made, so a
+        // pool has as few buckets as its size allows however its nodes arrived.
+        let best = best.or_else(|| {
+            unchanged
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.nodes.len() < max)
+                .max_by_key(|(_, b)| b.nodes.len())
+                .map(|(i, _)| i)
+        });
         match best {
             Some(i) => {
                 let mut b = unchanged.remove(i);
@@ -165,18 +180,42 @@ pub fn setup(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
     let (pools, pool_changes) = ctx.informers.subscribe::<NodePool>();
     let (nodes, node_changes) = ctx.informers.subscribe::<Node>();
     let (buckets, bucket_changes) = ctx.informers.subscribe::<NodeBucket>();
-    let controller = Controller::for_shared_stream(pool_changes, pools)
-        .watches_shared_stream(node_changes, node_pool_mapper(nodes.clone()))
-        .watches_shared_stream(bucket_changes, |bucket: Arc<NodeBucket>| {
+    let queue = WorkQueue::new(ctx, NODE_BUCKET);
+    // Membership changes reach a pool coalesced, like the pool status (one bucket write per
+    // pool per burst).
+    let pool_mapper = queue.track_mapper(
+        pools.clone(),
+        node_pool_mapper(nodes.clone(), NodeFacts::Membership),
+    );
+    let pool_triggers = coalesce(
+        node_changes.flat_map(move |node| futures::stream::iter(pool_mapper(node))),
+        BURST_QUIET,
+        BURST_LONGEST,
+    );
+    let controller = Controller::for_shared_stream(
+        queue.track_changes(pool_changes, pools.clone()),
+        pools.clone(),
+    )
+    .reconcile_on(pool_triggers)
+    .watches_shared_stream(
+        bucket_changes,
+        queue.track_mapper(pools, |bucket: Arc<NodeBucket>| {
             bucket
                 .labels()
                 .get(POOL_NAME_LABEL)
                 .map(|p| ObjectRef::<NodePool>::new(p))
-        });
+                .into_iter()
+                .collect()
+        }),
+    );
     let written: Arc<Mutex<HashMap<String, Written>>> = Arc::default();
-    drive(NODE_BUCKET, controller, ctx.clone(), move |pool, ctx| {
-        reconcile(pool, ctx, nodes.clone(), buckets.clone(), written.clone())
-    })
+    drive(
+        NODE_BUCKET,
+        controller,
+        ctx.clone(),
+        queue,
+        move |pool, ctx| reconcile(pool, ctx, nodes.clone(), buckets.clone(), written.clone()),
+    )
 }
 
 fn caught_up(store: &Store<NodeBucket>, written: &Written) -> bool {
@@ -245,8 +284,14 @@ async fn reconcile(
             .unwrap_or_else(|e| e.into_inner())
             .insert(name, done);
     }
-    result?;
-    Ok(Action::await_change())
+    match result {
+        // A bucket changed under us: its watch event triggers the pool again.
+        Err(ReconcileError::Kube(kube::Error::Api(status))) if status.is_conflict() => {
+            Ok(Action::await_change())
+        }
+        Err(err) => Err(err),
+        Ok(()) => Ok(Action::await_change()),
+    }
 }
 
 fn rv_of(bucket: &NodeBucket) -> u64 {
@@ -386,6 +431,21 @@ mod tests {
         let p = plan(&desired, &existing, 4);
         assert!(p.create.is_empty() && p.delete.is_empty());
         assert_eq!(p.update[0].nodes, vec!["z1"]);
+    }
+
+    #[test]
+    fn nodes_arriving_in_batches_still_make_the_fewest_buckets() {
+        // 60 nodes were planned first; 70 more arrive: the 60-bucket is filled up before a new
+        // one is made.
+        let first: Vec<String> = names(0..60).into_iter().collect();
+        let refs: Vec<&str> = first.iter().map(String::as_str).collect();
+        let existing = [bucket("a", &refs)];
+        let p = plan(&names(0..130), &existing, 100);
+        assert_eq!(p.update.len(), 1);
+        assert_eq!(p.update[0].nodes.len(), 100);
+        assert_eq!(p.update[0].nodes[..60], first[..]);
+        let sizes: Vec<usize> = p.create.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![30]);
     }
 
     #[test]

@@ -15,16 +15,26 @@
 //!   the node had of its own for other keys are never touched. Taints are keyed by
 //!   `(key, effect)`.
 //!
-//! Both write one JSON merge patch carrying the resourceVersion they decided on (a conflict is
-//! retried with backoff), and only when something differs, so a converged cluster sees no
-//! writes and, with no events, no reconciles.
+//! Both write one JSON merge patch carrying the resourceVersion they decided on, and only when
+//! something differs, so a converged cluster sees no writes and, with no events, no
+//! reconciles. Writes are kept to what a change needs:
+//!
+//! - only the node facts a controller depends on trigger it (a pool's membership and readiness
+//!   for the status, the pool's `labels/annotations/taints` for the sync), so a status write
+//!   does not re-examine every member and a label the sync writes does not recount the pool;
+//! - node-triggered pool reconciles are coalesced: a pool is looked at once its triggers have
+//!   been quiet for 500 ms (at most 5 s after the first), so a burst of member changes costs
+//!   one status write per pool;
+//! - a reconcile whose cached object is still the version our own last write replaced does
+//!   nothing (the watch event of that write triggers the next one), and a 409 Conflict is not
+//!   retried from the stale version but left to the watch event of the change that caused it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Taint};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
@@ -35,7 +45,8 @@ use serde_json::{Map, Value, json};
 use yurt_core::crd::{NodePool, NodePoolStatus};
 use yurt_core::wellknown::node::{NODEPOOL_LABEL, PREVIOUS_ATTRIBUTES_ANNOTATION};
 
-use super::{ReconcileError, drive};
+use super::queue::{PendingWrites, WorkQueue, coalesce};
+use super::{ReconcileError, drive, is_conflict};
 use crate::context::Context;
 use crate::names::NODEPOOL;
 
@@ -207,41 +218,64 @@ pub fn is_ready(node: &Node) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
+/// How long a pool's triggers must be quiet before its status (or its buckets) is recomputed:
+/// a burst of member changes becomes one write per pool.
+pub(crate) const BURST_QUIET: Duration = Duration::from_millis(500);
+/// The longest a triggered pool waits for its triggers to go quiet.
+pub(crate) const BURST_LONGEST: Duration = Duration::from_secs(5);
+
 /// Subscribes to Nodes and NodePools and returns the future running both controllers.
 pub fn setup(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
     let (pools, pool_changes) = ctx.informers.subscribe::<NodePool>();
     let (nodes, node_changes) = ctx.informers.subscribe::<Node>();
+    // One queue for both controllers (their keys are of different kinds).
+    let queue = WorkQueue::new(ctx, NODEPOOL);
 
-    // Pool status, keyed by pool; a node event triggers its current and its last seen pool.
-    let status = Controller::for_shared_stream(pool_changes, pools.clone())
-        .watches_shared_stream(node_changes, node_pool_mapper(nodes.clone()));
+    // Pool status, keyed by pool; a node event that changes a pool's membership or readiness
+    // triggers its current and its last seen pool, coalesced per pool.
+    let pool_mapper = queue.track_mapper(
+        pools.clone(),
+        node_pool_mapper(nodes.clone(), NodeFacts::MembershipAndReadiness),
+    );
+    let pool_triggers = coalesce(
+        node_changes.flat_map(move |node| futures::stream::iter(pool_mapper(node))),
+        BURST_QUIET,
+        BURST_LONGEST,
+    );
+    let status = Controller::for_shared_stream(
+        queue.track_changes(pool_changes, pools.clone()),
+        pools.clone(),
+    )
+    .reconcile_on(pool_triggers);
     let status_nodes = nodes.clone();
-    let status_future = drive(NODEPOOL, status, ctx.clone(), move |pool, ctx| {
-        reconcile_status(pool, ctx, status_nodes.clone())
-    });
+    let status_writes = PendingWrites::default();
+    let status_future = drive(
+        NODEPOOL,
+        status,
+        ctx.clone(),
+        queue.clone(),
+        move |pool, ctx| reconcile_status(pool, ctx, status_nodes.clone(), status_writes.clone()),
+    );
 
     if !ctx.config.enable_sync_nodepool_configurations {
         return status_future;
     }
 
-    // Attribute sync, keyed by node; a pool event triggers its members.
+    // Attribute sync, keyed by node; a pool whose attributes change (or that is deleted)
+    // triggers its members.
     let (_, node_changes) = ctx.informers.subscribe::<Node>();
     let (_, pool_changes) = ctx.informers.subscribe::<NodePool>();
-    let member_index = nodes.clone();
-    let sync = Controller::for_shared_stream(node_changes, nodes.clone()).watches_shared_stream(
+    let sync = Controller::for_shared_stream(
+        queue.track_changes(node_changes, nodes.clone()),
+        nodes.clone(),
+    )
+    .watches_shared_stream(
         pool_changes,
-        move |pool: Arc<NodePool>| {
-            let name = pool.name_any();
-            member_index
-                .state()
-                .into_iter()
-                .filter(|n| n.labels().get(NODEPOOL_LABEL) == Some(&name))
-                .map(|n| ObjectRef::from_obj(n.as_ref()))
-                .collect::<Vec<_>>()
-        },
+        queue.track_mapper(nodes.clone(), pool_member_mapper(pools.clone(), nodes)),
     );
-    let sync_future = drive(NODEPOOL, sync, ctx.clone(), move |node, ctx| {
-        reconcile_attributes(node, ctx, pools.clone())
+    let node_writes = PendingWrites::default();
+    let sync_future = drive(NODEPOOL, sync, ctx.clone(), queue, move |node, ctx| {
+        reconcile_attributes(node, ctx, pools.clone(), node_writes.clone())
     });
     async move {
         futures::join!(status_future, sync_future);
@@ -249,25 +283,77 @@ pub fn setup(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
     .boxed()
 }
 
+/// Maps a changed NodePool to its member nodes when the attributes it gives them changed since
+/// it was last seen, or when it was deleted (its members lose what it gave them). A pool's
+/// status writes therefore trigger nothing here.
+fn pool_member_mapper(
+    pools: Store<NodePool>,
+    nodes: Store<Node>,
+) -> impl Fn(Arc<NodePool>) -> Vec<ObjectRef<Node>> + Send + Sync + 'static {
+    let last: Mutex<HashMap<String, PoolAttributes>> = Mutex::default();
+    move |pool: Arc<NodePool>| {
+        let name = pool.name_any();
+        let deleted = pools.get(&ObjectRef::from_obj(pool.as_ref())).is_none();
+        let changed = {
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            if deleted {
+                last.remove(&name);
+                true
+            } else {
+                let now = PoolAttributes::of(Some(pool.as_ref()));
+                last.insert(name.clone(), now.clone()).as_ref() != Some(&now)
+            }
+        };
+        if !changed {
+            return Vec::new();
+        }
+        nodes
+            .state()
+            .into_iter()
+            .filter(|n| n.labels().get(NODEPOOL_LABEL) == Some(&name))
+            .map(|n| ObjectRef::from_obj(n.as_ref()))
+            .collect()
+    }
+}
+
+/// What about a node a pool-keyed controller depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NodeFacts {
+    /// Only which pool it is in (NodeBuckets).
+    Membership,
+    /// Its pool and whether it is ready (pool status).
+    MembershipAndReadiness,
+}
+
 /// Maps a changed Node to the pools it affects: the pool it is in now and the pool it was last
-/// seen in (so a node that leaves a pool, or is deleted, triggers that pool too). `nodes` is the
-/// shared Node store, which is updated before subscribers hear of a change, so a node missing
-/// from it was deleted.
+/// seen in (so a node that leaves a pool, or is deleted, triggers that pool too). Only a change
+/// of what `facts` names triggers anything (a node's heartbeat or a label we set on it does
+/// not). `nodes` is the shared Node store, which is updated before subscribers hear of a
+/// change, so a node missing from it was deleted.
 pub(crate) fn node_pool_mapper(
     nodes: Store<Node>,
+    facts: NodeFacts,
 ) -> impl Fn(Arc<Node>) -> Vec<ObjectRef<NodePool>> + Send + Sync + 'static {
-    let last_pool: Mutex<HashMap<String, String>> = Mutex::default();
+    // Node name -> (pool, ready) when last seen.
+    let last_seen: Mutex<HashMap<String, (String, bool)>> = Mutex::default();
     move |node: Arc<Node>| {
-        let mut last = last_pool.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = last_seen.lock().unwrap_or_else(|e| e.into_inner());
         let name = node.name_any();
         let now = node.labels().get(NODEPOOL_LABEL).cloned();
+        let ready = facts == NodeFacts::MembershipAndReadiness && is_ready(&node);
         let deleted = nodes.get(&ObjectRef::from_obj(node.as_ref())).is_none();
         let before = match &now {
-            Some(pool) if !deleted => last.insert(name, pool.clone()),
+            Some(pool) if !deleted => last.insert(name, (pool.clone(), ready)),
             _ => last.remove(&name),
         };
+        if let (Some(pool), Some(before)) = (&now, &before)
+            && !deleted
+            && before == &(pool.clone(), ready)
+        {
+            return Vec::new();
+        }
         let mut out: Vec<ObjectRef<NodePool>> = Vec::new();
-        for pool in now.into_iter().chain(before) {
+        for pool in now.into_iter().chain(before.map(|(pool, _)| pool)) {
             if !out.iter().any(|r| r.name == pool) {
                 out.push(ObjectRef::new(&pool));
             }
@@ -293,8 +379,15 @@ async fn reconcile_status(
     pool: Arc<NodePool>,
     ctx: Arc<Context>,
     nodes: Store<Node>,
+    writes: PendingWrites,
 ) -> Result<Action, ReconcileError> {
     synced::<Node>(&ctx, "nodes").await?;
+    let name = pool.name_any();
+    if writes.behind(&name, pool.resource_version().as_deref()) {
+        // The watch event of our own last status write is still on its way; it triggers the
+        // next reconcile.
+        return Ok(Action::await_change());
+    }
     let desired = desired_status(&pool, &nodes.state());
     let current = pool.status.clone().unwrap_or_default();
     if current == desired {
@@ -309,12 +402,14 @@ async fn reconcile_status(
         }
     });
     let api: Api<NodePool> = Api::all(ctx.client.clone());
-    api.patch_status(
-        &pool.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    let result = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+    if is_conflict(&result) {
+        return Ok(Action::await_change());
+    }
+    result?;
+    writes.wrote(name, pool.resource_version());
     Ok(Action::await_change())
 }
 
@@ -322,8 +417,13 @@ async fn reconcile_attributes(
     node: Arc<Node>,
     ctx: Arc<Context>,
     pools: Store<NodePool>,
+    writes: PendingWrites,
 ) -> Result<Action, ReconcileError> {
     synced::<NodePool>(&ctx, "nodepools").await?;
+    let name = node.name_any();
+    if writes.behind(&name, node.resource_version().as_deref()) {
+        return Ok(Action::await_change());
+    }
     let pool = node
         .labels()
         .get(NODEPOOL_LABEL)
@@ -333,12 +433,14 @@ async fn reconcile_attributes(
         return Ok(Action::await_change());
     };
     let api: Api<Node> = Api::all(ctx.client.clone());
-    api.patch(
-        &node.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    let result = api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+    if is_conflict(&result) {
+        return Ok(Action::await_change());
+    }
+    result?;
+    writes.wrote(name, node.resource_version());
     Ok(Action::await_change())
 }
 

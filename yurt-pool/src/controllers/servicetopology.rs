@@ -29,6 +29,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use yurt_core::wellknown::service::{TOPOLOGY_KEYS_ANNOTATION, UPDATE_TRIGGER_ANNOTATION};
 
+use super::queue::WorkQueue;
 use super::{ReconcileError, drive};
 use crate::context::Context;
 use crate::names::{SERVICE_TOPOLOGY_ENDPOINTS, SERVICE_TOPOLOGY_ENDPOINTSLICE};
@@ -88,12 +89,17 @@ fn trigger_patch<K: Resource>(obj: &K) -> serde_json::Value {
 /// The Endpoints variant.
 pub fn setup_endpoints(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
     let (services, changes) = ctx.informers.subscribe::<Service>();
-    let controller =
-        Controller::for_shared_stream(topology_changes(changes, services.clone()), services);
+    let queue = WorkQueue::new(ctx, SERVICE_TOPOLOGY_ENDPOINTS);
+    let changes = queue.track_changes(
+        topology_changes(changes, services.clone()),
+        services.clone(),
+    );
+    let controller = Controller::for_shared_stream(changes, services);
     drive(
         SERVICE_TOPOLOGY_ENDPOINTS,
         controller,
         ctx.clone(),
+        queue,
         reconcile_endpoints,
     )
 }
@@ -101,12 +107,17 @@ pub fn setup_endpoints(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
 /// The EndpointSlice variant.
 pub fn setup_endpointslices(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
     let (services, changes) = ctx.informers.subscribe::<Service>();
-    let controller =
-        Controller::for_shared_stream(topology_changes(changes, services.clone()), services);
+    let queue = WorkQueue::new(ctx, SERVICE_TOPOLOGY_ENDPOINTSLICE);
+    let changes = queue.track_changes(
+        topology_changes(changes, services.clone()),
+        services.clone(),
+    );
+    let controller = Controller::for_shared_stream(changes, services);
     drive(
         SERVICE_TOPOLOGY_ENDPOINTSLICE,
         controller,
         ctx.clone(),
+        queue,
         reconcile_endpointslices,
     )
 }
