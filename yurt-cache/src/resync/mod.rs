@@ -58,7 +58,7 @@
 //!    fetched again. Each answer is stored as sent, with its content type (see
 //!    the cache layer's document forms). At most [`ResyncConfig::max_documents`] requests a
 //!    pass, one at a time, each bounded by [`ResyncConfig::request_timeout`].
-//! 4. **Pod garbage collection**, in the first pass after start-up only (upstream §1.19):
+//! 4. **Pod garbage collection**, in the first pass after start-up only (as upstream yurthub does):
 //!    kubelet's cached pods that the cloud no longer has on this node (list with
 //!    `fieldSelector=spec.nodeName=<node>`) are dropped from the cache, never all of them at
 //!    once: if the cloud's answer would remove every cached pod, nothing is removed and a
