@@ -57,31 +57,32 @@ fn url(host: &str, port: u16, path: &str) -> String {
     format!("https://{host}:{port}{path}")
 }
 
+/// The URL a client config should call when `target` names a host: the webhook's path (its
+/// service's, else the one in its current URL) on that host; `None` to keep a service reference.
+fn target_url(
+    target: &Target,
+    service_path: Option<String>,
+    url_now: Option<&str>,
+) -> Option<String> {
+    let host = target.host.as_deref()?;
+    let path = service_path.or_else(|| {
+        let rest = url_now?.split_once("://")?.1;
+        rest.find('/').map(|i| rest[i..].to_owned())
+    })?;
+    Some(url(host, target.port, &path))
+}
+
 /// Rewrites an admission webhook's client config for `target`; true when it changed.
 fn fix_admission(cfg: &mut WebhookClientConfig, target: &Target) -> bool {
     let before = cfg.clone();
     cfg.ca_bundle = Some(ByteString(target.ca_bundle.clone()));
-    let path = cfg
-        .service
-        .as_ref()
-        .and_then(|s| s.path.clone())
-        .or_else(|| {
-            cfg.url
-                .as_deref()
-                .and_then(|u| u.split_once("://").map(|(_, rest)| rest))
-                .and_then(|rest| rest.find('/').map(|i| rest[i..].to_owned()))
-        });
-    match (&target.host, path) {
-        (Some(host), Some(path)) => {
-            cfg.url = Some(url(host, target.port, &path));
-            cfg.service = None;
-        }
-        _ => {
-            if let Some(svc) = cfg.service.as_mut() {
-                svc.namespace = target.namespace.clone();
-                svc.name = target.service.clone();
-            }
-        }
+    let path = cfg.service.as_ref().and_then(|s| s.path.clone());
+    if let Some(url) = target_url(target, path, cfg.url.as_deref()) {
+        cfg.url = Some(url);
+        cfg.service = None;
+    } else if let Some(svc) = cfg.service.as_mut() {
+        svc.namespace = target.namespace.clone();
+        svc.name = target.service.clone();
     }
     *cfg != before
 }
@@ -90,27 +91,13 @@ fn fix_admission(cfg: &mut WebhookClientConfig, target: &Target) -> bool {
 fn fix_conversion(cfg: &mut CrdClientConfig, target: &Target) -> bool {
     let before = cfg.clone();
     cfg.ca_bundle = Some(ByteString(target.ca_bundle.clone()));
-    let path = cfg
-        .service
-        .as_ref()
-        .and_then(|s| s.path.clone())
-        .or_else(|| {
-            cfg.url
-                .as_deref()
-                .and_then(|u| u.split_once("://").map(|(_, rest)| rest))
-                .and_then(|rest| rest.find('/').map(|i| rest[i..].to_owned()))
-        });
-    match (&target.host, path) {
-        (Some(host), Some(path)) => {
-            cfg.url = Some(url(host, target.port, &path));
-            cfg.service = None;
-        }
-        _ => {
-            if let Some(svc) = cfg.service.as_mut() {
-                svc.namespace = target.namespace.clone();
-                svc.name = target.service.clone();
-            }
-        }
+    let path = cfg.service.as_ref().and_then(|s| s.path.clone());
+    if let Some(url) = target_url(target, path, cfg.url.as_deref()) {
+        cfg.url = Some(url);
+        cfg.service = None;
+    } else if let Some(svc) = cfg.service.as_mut() {
+        svc.namespace = target.namespace.clone();
+        svc.name = target.service.clone();
     }
     *cfg != before
 }
